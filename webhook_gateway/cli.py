@@ -1,0 +1,337 @@
+"""The `webhook-gateway` command.
+
+Prefect reads its settings when it is first imported, so this module imports the
+gateway (and with it Prefect) only after `up` has chosen the API URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+if TYPE_CHECKING:
+    from webhook_gateway.settings import GatewaySettings
+
+__all__ = ["main"]
+
+logger = logging.getLogger("webhook_gateway.cli")
+
+LOCAL_PREFECT_PORT = 4200
+PREFECT_START_TIMEOUT_SECONDS = 90
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    if args.routes:
+        os.environ["WEBHOOK_GATEWAY_ROUTES_FILE"] = str(Path(args.routes).resolve())
+    try:
+        return int(args.handler(args) or 0)
+    except _CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+class _CommandError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-gateway",
+        description="Inbound webhooks for open-source Prefect.",
+    )
+    parser.add_argument(
+        "--routes", help="routes YAML file (default: $WEBHOOK_GATEWAY_ROUTES_FILE, "
+        "else the bundled demo routes)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="run everything locally: Prefect server, served flows and the gateway",
+    )
+    up.add_argument("--port", type=int, help="gateway port (default 8000)")
+    up.set_defaults(handler=_command_up)
+
+    serve = commands.add_parser(
+        "serve", help="run only the gateway against $PREFECT_API_URL"
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.set_defaults(handler=_command_serve)
+
+    curl = commands.add_parser(
+        "curl", help="print a curl command with a valid signature for a route"
+    )
+    curl.add_argument("route", help="route name")
+    source = curl.add_mutually_exclusive_group()
+    source.add_argument("--data", help="body to send (default: the route's example)")
+    source.add_argument("--file", help="file whose bytes are the body")
+    curl.set_defaults(handler=_command_curl)
+
+    routes = commands.add_parser("routes", help="list the routes with their URLs")
+    routes.set_defaults(handler=_command_routes)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load_settings(args: argparse.Namespace) -> GatewaySettings:
+    from webhook_gateway.settings import get_settings
+
+    settings = get_settings()
+    overrides = {
+        key: value
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
+        )
+        if value is not None
+    }
+    settings = settings.model_copy(update={"home": settings.home.resolve(), **overrides})
+    os.environ["WEBHOOK_GATEWAY_HOME"] = str(settings.home)
+    return settings
+
+
+def _build_routes(settings: GatewaySettings):  # type: ignore[no-untyped-def]
+    from webhook_gateway.config import ConfigError, load_config
+    from webhook_gateway.registry import build_routes
+
+    if settings.routes_file is None:
+        _ensure_demo_secrets(settings.home)
+    try:
+        return build_routes(load_config(settings.routes_file))
+    except ConfigError as exc:
+        raise _CommandError(str(exc)) from None
+
+
+def _command_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from webhook_gateway.app import create_app
+    from webhook_gateway.config import ConfigError
+
+    settings = _load_settings(args)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise _CommandError(str(exc)) from None
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def _command_curl(args: argparse.Namespace) -> int:
+    from webhook_gateway.signing import signed_curl
+
+    settings = _load_settings(args)
+    routes = _build_routes(settings)
+    route = routes.get(args.route)
+    if route is None:
+        raise _CommandError(f"no route named {args.route!r}; routes: {sorted(routes)}")
+    body: bytes | None = None
+    if args.data is not None:
+        body = args.data.encode("utf-8")
+    elif args.file is not None:
+        try:
+            body = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise _CommandError(f"cannot read --file {args.file!r}: {exc}") from None
+    print(signed_curl(route, settings.effective_public_url, body))
+    return 0
+
+
+def _command_routes(args: argparse.Namespace) -> int:
+    settings = _load_settings(args)
+    routes = _build_routes(settings)
+    for name, route in routes.items():
+        print(
+            f"{name}\t{settings.effective_public_url}/hooks/{name}\t"
+            f"scheme={route.config.scheme}\tdeployment={route.config.deployment}"
+        )
+    return 0
+
+
+def _command_up(args: argparse.Namespace) -> int:
+    settings = _load_settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    defaults: list[str] = []
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stop_children(*_args: object) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        api_url = _ensure_prefect_server(settings.home, children, defaults)
+        os.environ["PREFECT_API_URL"] = api_url
+        if settings.routes_file is None:
+            defaults.append("bundled demo routes (webhook_gateway/examples/routes.yaml)")
+            defaults.extend(_ensure_demo_secrets(settings.home))
+        if not settings.database_url:
+            defaults.append(f"inbox: SQLite {settings.effective_database_url}")
+        defaults.extend(_describe_flow_defaults())
+
+        runner_env = {
+            **os.environ,
+            "PREFECT_RUNNER_POLL_FREQUENCY": os.environ.get(
+                "PREFECT_RUNNER_POLL_FREQUENCY", "2"
+            ),
+        }
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "flows.serve"], env=runner_env)
+        )
+
+        import uvicorn
+
+        from webhook_gateway.app import create_app
+        from webhook_gateway.config import ConfigError
+
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            raise _CommandError(str(exc)) from None
+        routes = app.state.gateway.routes
+        _print_banner(settings, api_url, routes, defaults)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        stop_children()
+    return 0
+
+
+def _prefect_is_healthy(api_url: str) -> bool:
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def _ensure_prefect_server(
+    home: Path, children: list[subprocess.Popen[bytes]], defaults: list[str]
+) -> str:
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        if not _prefect_is_healthy(configured):
+            raise _CommandError(
+                f"PREFECT_API_URL={configured} does not answer /health; start that "
+                "server or unset PREFECT_API_URL to run a local one"
+            )
+        print(f"Using the Prefect server at {configured}")
+        return configured
+
+    local_url = f"http://127.0.0.1:{LOCAL_PREFECT_PORT}/api"
+    if _prefect_is_healthy(local_url):
+        print(f"Reusing the Prefect server already running at {local_url}")
+        return local_url
+
+    log_path = home / "prefect-server.log"
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
+    }
+    print(f"Starting a local Prefect server at {local_url} (log: {log_path})")
+    with log_path.open("ab") as log_file:
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable, "-m", "prefect", "server", "start",
+                    "--host", "127.0.0.1", "--port", str(LOCAL_PREFECT_PORT),
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    deadline = time.monotonic() + PREFECT_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if children[-1].poll() is not None:
+            raise _CommandError(f"the Prefect server exited; see {log_path}")
+        if _prefect_is_healthy(local_url):
+            defaults.append(f"Prefect: local server with SQLite in {env['PREFECT_HOME']}")
+            return local_url
+        time.sleep(1)
+    raise _CommandError(
+        f"the Prefect server did not answer within {PREFECT_START_TIMEOUT_SECONDS} s; "
+        f"see {log_path}"
+    )
+
+
+def _ensure_demo_secrets(home: Path) -> list[str]:
+    """Give unset demo secrets a generated value kept in `home`, and say so."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "demo-secrets.env"
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name, _, value = line.partition("=")
+            if name and value:
+                stored[name] = value
+    notes = []
+    for name in ("DINGTALK_APP_SECRET", "SUPPLIER_HMAC_SECRET"):
+        if os.environ.get(name):
+            continue
+        stored.setdefault(name, secrets.token_urlsafe(24))
+        os.environ[name] = stored[name]
+        notes.append(f"{name}: generated demo secret stored in {path}")
+    if notes:
+        path.write_text("".join(f"{k}={v}\n" for k, v in stored.items()), encoding="utf-8")
+        path.chmod(0o600)
+    return notes
+
+
+def _describe_flow_defaults() -> list[str]:
+    """Say which embedded defaults the flows will use (the flows decide at run time)."""
+    return [
+        "records: SQLite unless a MySQL Credentials block named 'records-db' exists",
+        "tickets: local ticket store unless a Jira Credentials block named 'jira' exists",
+        "extraction: offline rule parser unless an LLM Credentials block named 'llm' "
+        "exists",
+    ]
+
+
+def _print_banner(
+    settings: GatewaySettings, api_url: str, routes: dict, defaults: list[str]  # type: ignore[type-arg]
+) -> None:
+    from webhook_gateway.dispatcher import prefect_ui_url
+    from webhook_gateway.signing import signed_curl
+
+    lines = ["", "Embedded defaults in use:"]
+    lines += [f"  - {item}" for item in defaults]
+    lines += ["", f"Prefect UI: {prefect_ui_url() or api_url}", "", "Routes:"]
+    for name, route in routes.items():
+        lines.append(f"  {name}: {settings.effective_public_url}/hooks/{name}")
+        lines.append("    try it (signature valid for the scheme's time window):")
+        lines.append(f"    {signed_curl(route, settings.effective_public_url)}")
+    lines += [
+        "",
+        f"Event status: {settings.effective_public_url}/events/<id from the answer>",
+        "Press Ctrl+C to stop.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,22 @@
+"""What one running gateway holds: settings, routes, inbox and dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webhook_gateway.dispatcher import Dispatcher
+from webhook_gateway.inbox import Inbox
+from webhook_gateway.registry import Route
+from webhook_gateway.settings import GatewaySettings
+
+__all__ = ["GatewayState"]
+
+
+@dataclass
+class GatewayState:
+    """The gateway's runtime objects, created once by `create_app`."""
+
+    settings: GatewaySettings
+    routes: dict[str, Route]
+    inbox: Inbox
+    dispatcher: Dispatcher
