@@ -1,0 +1,90 @@
+"""Session-wide real components: a Prefect server, served flows and MariaDB.
+
+PREFECT_API_URL is set here, before anything imports Prefect, so that the test
+process, the gateways and the served flows all talk to the same test server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+from tests.support.processes import (  # noqa: E402
+    PrefectServerProcess,
+    ServedFlowsProcess,
+    free_port,
+)
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="webhook-gateway-tests-"))
+_PREFECT_PORT = free_port()
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
+os.environ["WEBHOOK_GATEWAY_HOME"] = str(_SESSION_HOME / "test-process-home")
+
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+MARIADB_SERVER_URL = os.environ.get(
+    "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+SERVED_DEPLOYMENTS = ["supply-chain-delay/supply-chain-delay"]
+
+
+@pytest.fixture(scope="session")
+def session_home() -> Path:
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def prefect_server(session_home: Path) -> Iterator[PrefectServerProcess]:
+    server = PrefectServerProcess(session_home, _PREFECT_PORT)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def served_flows(
+    prefect_server: PrefectServerProcess, session_home: Path
+) -> Iterator[ServedFlowsProcess]:
+    runner = ServedFlowsProcess(session_home, prefect_server.api_url)
+    runner.start(SERVED_DEPLOYMENTS)
+    yield runner
+    runner.stop()
+
+
+@pytest.fixture(scope="session")
+def flows_records_url(served_flows: ServedFlowsProcess) -> str:
+    """URL of the SQLite records database the served flows use by default."""
+    return f"sqlite:///{served_flows.home / 'flows-home' / 'records.db'}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh MariaDB database for this session, dropped at the end.
+
+    Each session gets its own database, so test runs on one server never share
+    tables.
+    """
+    server = sa.create_engine(MARIADB_SERVER_URL)
+    name = f"wg_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with server.begin() as connection:
+            connection.exec_driver_sql(
+                f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"MariaDB at {MARIADB_SERVER_URL} is unreachable ({exc.orig}); start it with "
+            "`start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`"
+        )
+    url = MARIADB_SERVER_URL.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
+    yield url
+    with server.begin() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    server.dispose()
