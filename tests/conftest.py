@@ -79,10 +79,15 @@ def mariadb_url() -> Iterator[str]:
                 f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
             )
     except sa.exc.OperationalError as exc:
-        pytest.fail(
+        message = (
             f"MariaDB at {MARIADB_SERVER_URL} is unreachable ({exc.orig}); start it with "
             "`start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`"
+            " or point WEBHOOK_GATEWAY_TEST_MARIADB_URL at a server"
         )
+        # CI must run the MariaDB tests; a laptop without MariaDB skips them.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     url = MARIADB_SERVER_URL.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
     yield url
     with server.begin() as connection:
