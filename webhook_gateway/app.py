@@ -50,7 +50,7 @@ def create_app(
         finally:
             if task is not None:
                 state.dispatcher.stop()
-                with suppress(asyncio.CancelledError):
+                with suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(task, timeout=10)
             inbox.engine.dispose()
 

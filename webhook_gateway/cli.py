@@ -238,7 +238,7 @@ def _ensure_prefect_server(
     if configured:
         if not _prefect_is_healthy(configured):
             raise _CommandError(
-                f"PREFECT_API_URL={configured} does not answer /health; start that "
+                f"PREFECT_API_URL={configured} is not healthy at /health; start that "
                 "server or unset PREFECT_API_URL to run a local one"
             )
         print(f"Using the Prefect server at {configured}")
@@ -277,13 +277,14 @@ def _ensure_prefect_server(
             return local_url
         time.sleep(1)
     raise _CommandError(
-        f"the Prefect server did not answer within {PREFECT_START_TIMEOUT_SECONDS} s; "
+        f"the Prefect server did not become healthy within "
+        f"{PREFECT_START_TIMEOUT_SECONDS} s; "
         f"see {log_path}"
     )
 
 
 def _ensure_demo_secrets(home: Path) -> list[str]:
-    """Give unset demo secrets a generated value kept in `home`, and say so."""
+    """Generate values for unset demo secrets, keep them in `home`, and describe them."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "demo-secrets.env"
     stored: dict[str, str] = {}

@@ -46,7 +46,7 @@ class ConfigError(Exception):
 
 
 class SecretRef(BaseModel):
-    """Where a secret comes from: an environment variable or a Prefect Secret block."""
+    """Source of a secret: an environment variable or a Prefect Secret block."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -96,7 +96,7 @@ class RouteConfig(BaseModel):
         description="Jinja2 expression; events for which it is false are ignored.",
     )
     max_body_bytes: int = Field(
-        default=1024 * 1024, gt=0, description="Larger bodies are answered 413."
+        default=1024 * 1024, gt=0, description="Bodies larger than this are rejected with 413."
     )
     example: str | None = Field(
         default=None,
@@ -193,5 +193,5 @@ def resolve_secret(ref: SecretRef) -> str:
         ) from exc
     value = secret.get()
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"Prefect Secret block {ref.block!r} holds no string value")
+        raise ConfigError(f"Prefect Secret block {ref.block!r} contains no string value")
     return value

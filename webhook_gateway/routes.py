@@ -24,7 +24,7 @@ router = APIRouter()
 async def receive_webhook(
     request: Request, route: RouteDep, state: GatewayStateDep
 ) -> Response:
-    """Verify a delivery, store it durably, and answer once it is stored."""
+    """Verify a delivery, store it durably, and respond once it is stored."""
     body = await read_limited_body(request, route.config.max_body_bytes)
     delivery = Delivery(
         method=request.method,
@@ -57,7 +57,7 @@ async def read_health(state: GatewayStateDep) -> dict[str, Any]:
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
-    """Read the body, answering 413 without reading past `limit` bytes."""
+    """Read the body, raising a 413 error without reading past `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
@@ -77,7 +77,7 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
 
 
 def event_json(event: EventRecord, *, brief: bool = False) -> dict[str, Any]:
-    """Describe an event for API answers; never includes the body."""
+    """Return an event as JSON-ready data for API responses, without its body."""
     data: dict[str, Any] = {
         "id": event.id,
         "route": event.route,

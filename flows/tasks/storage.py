@@ -30,7 +30,7 @@ class RecordsDatabase:
 
 
 def gateway_home() -> Path:
-    """Return the folder that holds the embedded defaults' files."""
+    """Return the folder that contains the embedded defaults' files."""
     return Path(os.environ.get("WEBHOOK_GATEWAY_HOME", ".webhook-gateway")).resolve()
 
 
