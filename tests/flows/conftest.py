@@ -1,0 +1,16 @@
+"""Fixtures for the flow and task tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers.feishu_server import FeishuBotServer, running_feishu_server
+
+
+@pytest.fixture
+def feishu_server() -> Iterator[FeishuBotServer]:
+    """A Feishu-style custom bot on 127.0.0.1 that checks signatures."""
+    with running_feishu_server(secret="server-secret") as server:
+        yield server
