@@ -1,0 +1,16 @@
+"""Fixtures for the flow and task tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers.openai_server import OpenAIServer
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A started OpenAI-compatible server on 127.0.0.1 with an empty reply queue."""
+    with OpenAIServer() as server:
+        yield server
