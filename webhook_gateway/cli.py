@@ -80,6 +80,13 @@ def _build_parser() -> argparse.ArgumentParser:
     source = curl.add_mutually_exclusive_group()
     source.add_argument("--data", help="body to send (default: the route's example)")
     source.add_argument("--file", help="file whose bytes are the body")
+    source.add_argument(
+        "--handshake",
+        "--url-check",
+        action="store_true",
+        help="send the platform's handshake instead of an event: GitHub ping, "
+        "Feishu url_verification or the WeCom GET URL check",
+    )
     curl.set_defaults(handler=_command_curl)
 
     routes = commands.add_parser("routes", help="list the routes with their URLs")
@@ -139,7 +146,7 @@ def _command_serve(args: argparse.Namespace) -> int:
 
 
 def _command_curl(args: argparse.Namespace) -> int:
-    from webhook_gateway.signing import signed_curl
+    from webhook_gateway.signing import SigningError, signed_curl
 
     settings = _load_settings(args)
     routes = _build_routes(settings)
@@ -154,7 +161,13 @@ def _command_curl(args: argparse.Namespace) -> int:
             body = Path(args.file).read_bytes()
         except OSError as exc:
             raise _CommandError(f"cannot read --file {args.file!r}: {exc}") from None
-    print(signed_curl(route, settings.effective_public_url, body))
+    try:
+        command = signed_curl(
+            route, settings.effective_public_url, body, handshake=args.handshake
+        )
+    except SigningError as exc:
+        raise _CommandError(str(exc)) from None
+    print(command)
     return 0
 
 

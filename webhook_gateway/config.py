@@ -74,11 +74,19 @@ class RouteConfig(BaseModel):
         description="Active secrets; during a rotation list the new and the old one.",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Scheme options such as the header name."
+        default_factory=dict,
+        description=(
+            "Scheme options such as the header name; a value `{env: NAME}` or "
+            "`{block: NAME}` is read as a secret."
+        ),
     )
     deployment: str = Field(description="Target deployment as 'flow-name/deployment'.")
-    content_type: Literal["json", "form", "text"] = Field(
-        default="json", description="How the body is parsed for templates."
+    content_type: Literal["json", "form", "text", "xml"] = Field(
+        default="json",
+        description=(
+            "How the body is parsed for templates; 'xml' (WeCom) rejects DTDs and "
+            "entities."
+        ),
     )
     event_id: str | None = Field(
         default=None,
@@ -147,7 +155,9 @@ def load_config(path: Path | None) -> GatewayConfig:
             "WEBHOOK_GATEWAY_ROUTES_FILE"
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"routes file {str(source)!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(
+            f"routes file {str(source)!r} is not valid YAML: {exc}"
+        ) from exc
     return parse_config(raw, source=source)
 
 
@@ -167,7 +177,9 @@ def parse_config(raw: Any, *, source: Path | None = None) -> GatewayConfig:
                 f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
                 for error in exc.errors()
             )
-            raise ConfigError(f"{where}: route {name!r} is invalid: {problems}") from None
+            raise ConfigError(
+                f"{where}: route {name!r} is invalid: {problems}"
+            ) from None
     return GatewayConfig(routes=routes, source=source)
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from webhook_gateway.errors import PayloadError, SignatureError, TemplateError
 from webhook_gateway.inbox import EventRecord, EventStatus, Inbox
 from webhook_gateway.registry import Route
+from webhook_gateway.safexml import UnsafeXmlError, parse_xml, xml_to_dict
 from webhook_gateway.templates import (
     TemplateRenderError,
     is_truthy,
@@ -20,7 +21,7 @@ from webhook_gateway.templates import (
 )
 from webhook_gateway.verification import Delivery, Handshake, VerificationError
 
-__all__ = ["Accepted", "accept_delivery", "STORED_HEADER_EXCLUDES"]
+__all__ = ["STORED_HEADER_EXCLUDES", "Accepted", "accept_delivery"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class Accepted:
     created: bool
 
 
-def accept_delivery(route: Route, delivery: Delivery, inbox: Inbox) -> Accepted | Handshake:
+def accept_delivery(
+    route: Route, delivery: Delivery, inbox: Inbox
+) -> Accepted | Handshake:
     """Verify and store a delivery.
 
     Raises:
@@ -55,14 +58,15 @@ def accept_delivery(route: Route, delivery: Delivery, inbox: Inbox) -> Accepted 
             "the delivery's signature could not be verified", reason=exc.reason
         ) from exc
     if verified.handshake is not None:
-        logger.info("route %s: answered a %s handshake", route.name, route.config.scheme)
+        logger.info(
+            "route %s: answered a %s handshake", route.name, route.config.scheme
+        )
         return verified.handshake
 
     payload = parse_body(verified.body, route.config.content_type, route.name)
+    excluded = STORED_HEADER_EXCLUDES | verified.secret_headers
     headers = {
-        name: value
-        for name, value in delivery.headers.items()
-        if name not in STORED_HEADER_EXCLUDES
+        name: value for name, value in delivery.headers.items() if name not in excluded
     }
     context: dict[str, Any] = {
         "body": payload,
@@ -100,6 +104,7 @@ def accept_delivery(route: Route, delivery: Delivery, inbox: Inbox) -> Accepted 
         ):
             return store(event_id, EventStatus.IGNORED)
         parameters = render_parameters(config.parameters, context)
+        _check_json_parameters(parameters)
     except TemplateRenderError as exc:
         fallback_id = context.get("event_id", body_digest)
         accepted = store(fallback_id, EventStatus.REJECTED, error=str(exc))
@@ -110,11 +115,12 @@ def accept_delivery(route: Route, delivery: Delivery, inbox: Inbox) -> Accepted 
             id=accepted.event.id,
             event_id=fallback_id,
         ) from exc
-    _check_json_parameters(parameters, route.name)
     return store(event_id, EventStatus.RECEIVED, parameters)
 
 
-def _event_id(template: str | None, scheme_id: str | None, context: dict[str, Any]) -> str:
+def _event_id(
+    template: str | None, scheme_id: str | None, context: dict[str, Any]
+) -> str:
     if template is None:
         return scheme_id or ""
     rendered = render_value(template, context, name="event_id")
@@ -144,8 +150,17 @@ def parse_body(body: bytes, content_type: str, route: str) -> Any:
         return text
     if content_type == "form":
         return dict(parse_qsl(text, keep_blank_values=True))
+    if content_type == "xml":
+        try:
+            return xml_to_dict(parse_xml(text))
+        except UnsafeXmlError as exc:
+            raise PayloadError(f"route {route!r} expects an XML body: {exc}") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise PayloadError(
+            f"route {route!r}: the JSON body is nested too deeply"
+        ) from None
     except json.JSONDecodeError as exc:
         raise PayloadError(
             f"route {route!r} expects a JSON body: {exc.msg} at line {exc.lineno} "
@@ -153,11 +168,10 @@ def parse_body(body: bytes, content_type: str, route: str) -> Any:
         ) from None
 
 
-def _check_json_parameters(parameters: dict[str, Any], route: str) -> None:
+def _check_json_parameters(parameters: dict[str, Any]) -> None:
     try:
         json.dumps(parameters)
     except (TypeError, ValueError) as exc:
-        raise TemplateError(
-            f"route {route!r}: rendered parameters are not JSON-serializable: {exc}",
-            template="parameters",
+        raise TemplateRenderError(
+            "parameters", f"the rendered parameters are not JSON-serializable: {exc}"
         ) from None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import json
+import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -10,12 +13,23 @@ from typing import Any, ClassVar, Protocol
 __all__ = [
     "Delivery",
     "Handshake",
+    "HandshakeSigner",
     "SignedRequest",
-    "Verified",
     "VerificationError",
+    "Verified",
     "Verifier",
+    "check_timestamp",
+    "check_tolerance",
     "constant_time_equals",
+    "parse_json_object",
+    "parse_options",
+    "parse_timestamp",
+    "require_header",
+    "require_secrets",
 ]
+
+# At most 16 digits: milliseconds until the year 2286, and no huge int() parses.
+_DECIMAL = re.compile(r"[0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -52,11 +66,14 @@ class Verified:
         event_id: The delivery id carried by the scheme itself (for example
             `webhook-id`), or None when the route's event-id template decides.
         handshake: Set when the request is a platform handshake to answer directly.
+        secret_headers: Lower-case names of headers that carry a credential (an API
+            key) and must not be stored with the event.
     """
 
     body: bytes
     event_id: str | None = None
     handshake: Handshake | None = None
+    secret_headers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -102,12 +119,24 @@ class Verifier(Protocol):
         ...
 
 
-def constant_time_equals(expected: str | bytes, candidates: Sequence[str | bytes]) -> bool:
+class HandshakeSigner(Protocol):
+    """A verifier whose platform also sends a handshake (URL check, ping)."""
+
+    def sign_handshake(self, *, now: float | None = None) -> SignedRequest:
+        """Build the handshake request the platform sends, signed."""
+        ...
+
+
+def constant_time_equals(
+    expected: str | bytes, candidates: Sequence[str | bytes]
+) -> bool:
     """Compare one value against candidates in constant time per candidate."""
     expected_bytes = expected.encode() if isinstance(expected, str) else expected
     matched = False
     for candidate in candidates:
-        candidate_bytes = candidate.encode() if isinstance(candidate, str) else candidate
+        candidate_bytes = (
+            candidate.encode() if isinstance(candidate, str) else candidate
+        )
         # Every candidate is compared, so the time does not reveal which one matched.
         matched |= hmac.compare_digest(expected_bytes, candidate_bytes)
     return matched
@@ -119,6 +148,60 @@ def require_header(delivery: Delivery, name: str) -> str:
     if value is None or value == "":
         raise VerificationError("missing_header", f"header {name!r} is missing")
     return value
+
+
+def require_secrets(secrets: Sequence[str], scheme: str, what: str = "secret") -> None:
+    """Raise ValueError when a scheme that needs secrets got none or an empty one."""
+    if not secrets:
+        raise ValueError(
+            f"the {scheme} scheme needs at least one {what}; list it under 'secrets'"
+        )
+    if any(not secret for secret in secrets):
+        raise ValueError(f"the {scheme} scheme got an empty {what}")
+
+
+def check_timestamp(
+    timestamp: float, tolerance: float, now: float | None, *, header: str
+) -> None:
+    """Raise `timestamp_expired` when a timestamp (seconds) is outside the tolerance.
+
+    The window is symmetric: a timestamp too far in the future fails as well, so a
+    sender's clock skew shows up as the same reason.
+    """
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise VerificationError(
+            "timestamp_expired",
+            f"{header} is {current - timestamp:+.0f} s from the server clock, "
+            f"outside the tolerance of {tolerance:g} s",
+        )
+
+
+def parse_timestamp(value: str, header: str) -> int:
+    """Parse an ASCII decimal timestamp or raise `malformed_header`."""
+    if not _DECIMAL.fullmatch(value):
+        raise VerificationError(
+            "malformed_header", f"{header} is not a decimal timestamp: {value[:32]!r}"
+        )
+    return int(value)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | None:
+    """Return the body as a JSON object, or None when it is not one."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def check_tolerance(value: float, scheme: str) -> float:
+    """Validate a `tolerance_seconds` option."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(
+            f"{scheme}: tolerance_seconds must be a positive number, got {value!r}"
+        )
+    return float(value)
 
 
 def parse_options(options: Mapping[str, Any], allowed: set[str], scheme: str) -> None:
