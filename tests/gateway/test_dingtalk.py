@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.gateway.conftest import to_delivery, with_header
+from tests.support.dingtalk import SHARED_PAYLOAD
 from webhook_gateway.verification import Delivery, VerificationError
 from webhook_gateway.verification.dingtalk import DingTalkVerifier, dingtalk_sign
 
-PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "this is a secret"
 TIMESTAMP_MS = 1577262236757
 NOW = TIMESTAMP_MS / 1000
@@ -48,7 +47,7 @@ def test_dingtalk_sign_round_trip() -> None:
 
 
 def test_dingtalk_payload_fixture() -> None:
-    body = (PAYLOADS / "dingtalk_robot_callback.json").read_bytes()
+    body = SHARED_PAYLOAD.read_bytes()
     verifier = DingTalkVerifier([SECRET])
     verified = verifier.verify(to_delivery(verifier.sign(body, now=NOW)), now=NOW)
     assert verified.event_id == "msgEXAMPLE0001"

@@ -13,6 +13,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.gateway.conftest import ROUTE_SECRETS, TEST_ROUTES_FILE
+from tests.support.dingtalk import SHARED_PAYLOAD
 from webhook_gateway.app import create_app
 from webhook_gateway.config import parse_config
 from webhook_gateway.inbox import Inbox
@@ -255,9 +256,7 @@ def test_ingest_github_ping(client: Any) -> None:
 
 def test_ingest_dingtalk_event_id_default(client: Any) -> None:
     test_client, inbox, routes = client
-    body = (
-        Path(__file__).parent / "payloads" / "dingtalk_robot_callback.json"
-    ).read_bytes()
+    body = SHARED_PAYLOAD.read_bytes()
     response = _post(test_client, routes["dingtalk"], body)
     assert response.status_code == 202
     assert response.json()["event_id"] == "msgEXAMPLE0001"
