@@ -1,4 +1,4 @@
-"""Session-wide real components: a Prefect server, served flows and MariaDB.
+"""Session-wide real components: a Prefect server, served flows, MariaDB, local servers.
 
 PREFECT_API_URL is set here, before anything imports Prefect, so that the test
 process, the gateways and the served flows all talk to the same test server.
@@ -15,6 +15,8 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
+from tests.servers.jira_server import JiraServer  # noqa: E402
+from tests.servers.tms_server import TMSServer  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     PrefectServerProcess,
     ServedFlowsProcess,
@@ -93,3 +95,33 @@ def mariadb_url() -> Iterator[str]:
     with server.begin() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     server.dispose()
+
+
+@pytest.fixture
+def jira_server() -> Iterator[JiraServer]:
+    with JiraServer() as server:
+        yield server
+
+
+@pytest.fixture
+def tms_server() -> Iterator[TMSServer]:
+    with TMSServer() as server:
+        yield server
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """A table name prefix unique to one test, so tests never share tables."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A SQLite file engine, then the session's MariaDB database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = request.getfixturevalue("mariadb_url")
+    engine = sa.create_engine(url)
+    yield engine
+    engine.dispose()
