@@ -35,6 +35,13 @@ class ChatWebhookCredentials(Block):
             "'slack' sends {\"text\": ...}."
         ),
     )
+    secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "DingTalk only: the bot's signing secret (starts with 'SEC'), for bots "
+            "whose security setting is signing."
+        ),
+    )
     timeout: float = Field(
         default=10, gt=0, description="Timeout in seconds for one webhook request."
     )
