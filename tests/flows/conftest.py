@@ -1,9 +1,12 @@
-"""Fixtures for tests that run tasks inside flows in the test process."""
+"""Fixtures for the flow and task tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.servers.openai_server import OpenAIServer
 from tests.support.processes import PrefectServerProcess
 
 
@@ -14,3 +17,10 @@ def prefect_harness(prefect_server: PrefectServerProcess) -> None:
     The session server is the one PREFECT_API_URL names, so blocks saved by one test
     and flow runs of another meet on the same server.
     """
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A started OpenAI-compatible server on 127.0.0.1 with an empty reply queue."""
+    with OpenAIServer() as server:
+        yield server
