@@ -50,7 +50,9 @@ class SMTPCredentials(Block):
         description="Connect with TLS from the start (SMTPS, usually port 465).",
     )
     timeout: float = Field(
-        default=30, gt=0, description="Timeout in seconds for connecting and each reply."
+        default=30,
+        gt=0,
+        description="Timeout in seconds for connecting and each reply.",
     )
 
     def get_client(self) -> smtplib.SMTP:

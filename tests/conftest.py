@@ -15,8 +15,6 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
-from tests.servers.jira_server import JiraServer  # noqa: E402
-from tests.servers.tms_server import TMSServer  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     PrefectServerProcess,
     ServedFlowsProcess,
@@ -30,6 +28,10 @@ os.environ["WEBHOOK_GATEWAY_HOME"] = str(_SESSION_HOME / "test-process-home")
 
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+
+# These import Prefect, which reads PREFECT_API_URL once on import.
+from tests.servers.jira_server import JiraServer  # noqa: E402
+from tests.servers.tms_server import TMSServer  # noqa: E402
 
 MARIADB_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"

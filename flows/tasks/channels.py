@@ -129,7 +129,9 @@ class EmailChannel:
         """
         recipient = self.recipient_for(notice.customer_id)
         sender_domain = parseaddr(self._credentials.from_address)[1].rpartition("@")[2]
-        message_id = f"<notice.{_notice_digest(notice)[:32]}@{sender_domain or 'localhost'}>"
+        message_id = (
+            f"<notice.{_notice_digest(notice)[:32]}@{sender_domain or 'localhost'}>"
+        )
         message = EmailMessage()
         message["From"] = self._credentials.from_address
         message["To"] = recipient

@@ -240,8 +240,10 @@ def _draft_with_llm(order: AtRiskOrder, delay: Any, llm: Any) -> tuple[str, str]
     from flows.tasks.llm import complete_structured
 
     language = notice_language(order.customer_locale)
-    prompt = _environment().get_template(NOTICE_PROMPT.name).render(
-        language_name=LANGUAGE_NAMES[language], **_facts(order, delay)
+    prompt = (
+        _environment()
+        .get_template(NOTICE_PROMPT.name)
+        .render(language_name=LANGUAGE_NAMES[language], **_facts(order, delay))
     )
     messages = [
         {"role": "system", "content": prompt},
@@ -251,7 +253,9 @@ def _draft_with_llm(order: AtRiskOrder, delay: Any, llm: Any) -> tuple[str, str]
     return answer.subject.strip(), answer.body.strip()
 
 
-def draft_notice(order: AtRiskOrder, delay: Any, llm: Any | None) -> tuple[str, str, str]:
+def draft_notice(
+    order: AtRiskOrder, delay: Any, llm: Any | None
+) -> tuple[str, str, str]:
     """Draft one notice with the LLM, or from the template when it fails or is absent.
 
     Returns:
@@ -289,8 +293,12 @@ def read_customer_notices(
     return [CustomerNotice.model_validate(dict(row)) for row in rows]
 
 
-@task(name="draft-customer-notices", retries=2, retry_delay_seconds=[2, 10],
-      cache_policy=NO_CACHE)
+@task(
+    name="draft-customer-notices",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+)
 def draft_customer_notices(
     database: RecordsDatabase,
     *,
@@ -350,7 +358,9 @@ def draft_customer_notices(
     ]
 
 
-def decision_form(notice: CustomerNotice, ticket_key: str | None) -> type[NoticeDecision]:
+def decision_form(
+    notice: CustomerNotice, ticket_key: str | None
+) -> type[NoticeDecision]:
     """Return the form class for one notice, prefilled with its draft.
 
     The description is Markdown that the Prefect UI shows above the form.
@@ -368,13 +378,27 @@ def decision_form(notice: CustomerNotice, ticket_key: str | None) -> type[Notice
             f"- subject: {notice.subject}",
             f"- drafted by: {notice.drafted_by}",
             "",
-            "Choose approve to send the text below, edit after changing it, or "
-            "reject to send nothing.",
+            (
+                "Choose approve to send the text below, edit after changing it, "
+                "or reject to send nothing."
+            ),
         ]
     )
     return NoticeDecision.with_initial_data(
         description=description, action="approve", text=notice.draft_text, comment=""
     )
+
+
+def _read_notice(
+    database: RecordsDatabase, event_id: str, order_id: str
+) -> CustomerNotice:
+    query = sa.select(delay_customer_notices).where(
+        delay_customer_notices.c.event_id == event_id,
+        delay_customer_notices.c.order_id == order_id,
+    )
+    with database.engine.connect() as connection:
+        row = connection.execute(query).mappings().one()
+    return CustomerNotice.model_validate(dict(row))
 
 
 def _update_notice(
@@ -389,8 +413,12 @@ def _update_notice(
         )
 
 
-@task(name="record-notice-decision", retries=3, retry_delay_seconds=[1, 5, 15],
-      cache_policy=NO_CACHE)
+@task(
+    name="record-notice-decision",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    cache_policy=NO_CACHE,
+)
 def record_notice_decision(
     database: RecordsDatabase,
     notice: CustomerNotice,
@@ -411,15 +439,35 @@ def record_notice_decision(
             "empty text. Resume the run with the notice text, or reject it."
         )
     status: NoticeStatus = "rejected" if decision.action == "reject" else "approved"
+    now = datetime.now(UTC)
     values = {
         "status": status,
         "decision": decision.action,
         "comment": decision.comment.strip() or None,
         "sent_text": None if status == "rejected" else text,
         "flow_run_id": flow_run_id,
-        "decided_at": datetime.now(UTC),
+        "decided_at": now,
+        "updated_at": now,
     }
-    _update_notice(database, notice, values)
+    table = delay_customer_notices
+    # Only a draft takes a decision, so a replayed run that was suspended at the
+    # same time cannot overwrite the first decision.
+    with database.engine.begin() as connection:
+        result = connection.execute(
+            table.update()
+            .where(table.c.event_id == notice.event_id)
+            .where(table.c.order_id == notice.order_id)
+            .where(table.c.status == "draft")
+            .values(**values)
+        )
+    if not result.rowcount:
+        stored = _read_notice(database, notice.event_id, notice.order_id)
+        run_logger.warning(
+            "notice for order %s was already decided (%s); keeping that decision",
+            notice.order_id,
+            stored.status,
+        )
+        return stored
     run_logger.info(
         "notice for order %s: %s (text changed: %s)",
         notice.order_id,
@@ -429,8 +477,12 @@ def record_notice_decision(
     return notice.model_copy(update=values)
 
 
-@task(name="record-notice-delivery", retries=3, retry_delay_seconds=[1, 5, 15],
-      cache_policy=NO_CACHE)
+@task(
+    name="record-notice-delivery",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    cache_policy=NO_CACHE,
+)
 def record_notice_delivery(
     database: RecordsDatabase,
     notice: CustomerNotice,
