@@ -83,7 +83,12 @@ from flows.tasks.tms import (
     seed_demo_shipments,
 )
 
-__all__ = ["DelayRunSummary", "supply_chain_delay"]
+__all__ = [
+    "DelayRunSummary",
+    "notice_pause_key",
+    "supply_chain_delay",
+    "ticket_label",
+]
 
 NOT_A_DELAY = "Not a delay"
 DEFAULT_APPROVAL_TIMEOUT_HOURS = 72.0
@@ -152,10 +157,10 @@ def _ticket_description(
     return "\n".join([*lines, "", "Original message:", "{quote}", text, "{quote}"])
 
 
-def _pause_key(notice: CustomerNotice) -> str:
-    """Return a suspend key that is unique per order and valid as an input key."""
-    slug = _NOT_KEY_CHARACTERS.sub("-", notice.order_id.lower()).strip("-")[:40]
-    digest = hashlib.sha256(notice.order_id.encode()).hexdigest()[:8]
+def notice_pause_key(order_id: str) -> str:
+    """Return the suspend key of an order's notice, valid as a run input key."""
+    slug = _NOT_KEY_CHARACTERS.sub("-", order_id.lower()).strip("-")[:40]
+    digest = hashlib.sha256(order_id.encode()).hexdigest()[:8]
     return f"notice-{slug}-{digest}"
 
 
@@ -267,7 +272,7 @@ def _decide_and_send(
             report(f"awaiting approval of the notice for order {notice.order_id}")
             decision = suspend_flow_run(
                 wait_for_input=decision_form(notice, ticket_key),
-                key=_pause_key(notice),
+                key=notice_pause_key(notice.order_id),
                 timeout=timeout_seconds,
             )
             notice = record_notice_decision(
@@ -310,12 +315,12 @@ def supply_chain_delay(
     route: str | None = None,
     sender: str | None = None,
     conversation: str | None = None,
-    records_block: str = DEFAULT_RECORDS_BLOCK,
-    llm_block: str = "llm",
-    jira_block: str = "jira",
-    tms_block: str = "tms",
-    smtp_block: str = "smtp",
-    notice_webhook_block: str = "notice-webhook",
+    records_block: str | None = DEFAULT_RECORDS_BLOCK,
+    llm_block: str | None = "llm",
+    jira_block: str | None = "jira",
+    tms_block: str | None = "tms",
+    smtp_block: str | None = "smtp",
+    notice_webhook_block: str | None = "notice-webhook",
     business_days: bool = False,
     notify_customers: bool = True,
     demo_shipments: bool = True,
@@ -323,8 +328,8 @@ def supply_chain_delay(
 ) -> Any:
     """Turn a supplier's delay message into a ticket, new windows and notices.
 
-    Each `*_block` parameter names a block; when no block of that name exists (or
-    the name is empty) the run uses the embedded default and logs it.
+    Each `*_block` parameter names a block. When no block of that name exists, or
+    the name is empty or None, the run uses the embedded default and logs it.
 
     Args:
         event_id: The webhook event id; tickets and records are keyed by it.
@@ -359,9 +364,8 @@ def supply_chain_delay(
 
     llm = load_block(LLMCredentials, llm_block)
     if llm is None:
-        defaults.append(
-            f"LLM: none (no block {llm_block!r}); rules extract, templates draft"
-        )
+        missing = f"no block named {llm_block!r}" if llm_block else "none configured"
+        defaults.append(f"LLM: {missing}; rules extract, templates draft")
     run_tags = [f"route:{route}"] if route else []
     with tags(*run_tags):
         notice = _extract_once_per_run(text.strip(), llm)
