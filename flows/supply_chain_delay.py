@@ -1,10 +1,10 @@
 """Flow `supply-chain-delay`: a supplier's delay message becomes a ticket, new
 transport windows and approved notices to the customers whose orders are late.
 
-Steps: extract (LLM or rules), find or open the ticket, move the open shipments
-in the TMS, draft a notice per order whose promised date is now missed, suspend
-for a person's decision on each notice, send the approved ones, record every
-step in the records database.
+The run extracts the delay (LLM or rules), finds or opens the ticket and moves the
+open shipments in the TMS. It drafts a notice per order whose promised date is
+now missed, suspends for a person's decision on each notice and sends the
+approved ones. Every step is recorded in the records database.
 
 Suspending ends the process, and Prefect runs the flow again from the top when a
 person resumes it. The extraction result is cached per flow run, and every other
@@ -104,7 +104,7 @@ _extract_once_per_run = extract_delay_notice.with_options(
 
 
 class DelayRunSummary(BaseModel):
-    """What one run did, as its result."""
+    """Outcome of one run, returned as the flow's result."""
 
     event_id: str
     status: str
@@ -348,8 +348,8 @@ def supply_chain_delay(
         notify_customers: Draft notices and wait for approval; False stops after
             the TMS step.
         demo_shipments: Seed demo shipments into the embedded shipments table.
-        approval_timeout_hours: The run fails when nobody decides on a notice
-            within this time.
+        approval_timeout_hours: Hours to wait for the decision on each notice;
+            Prefect fails the run when none arrives in time.
 
     Returns:
         A `DelayRunSummary`; a message that is not a delay ends in the Completed

@@ -8,7 +8,7 @@ keyed by (event id, order id). The row moves through these statuses:
       └──reject──> rejected
 
 A rerun of the flow (a resumed, retried or replayed run) reads the row first, so it
-never drafts, asks or sends twice for the same order.
+never drafts, requests a decision or sends twice for the same order.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class CustomerNotice(BaseModel):
 class NoticeDecision(RunInput):
     """The approval form the Prefect UI shows for one customer notice.
 
-    Both "approve" and "edit" send `text` as it stands in the form; "edit" records
+    Both "approve" and "edit" send `text` as it is in the form; "edit" records
     that the person changed the draft. "reject" sends nothing.
     """
 

@@ -1,4 +1,4 @@
-"""Local chat-bot webhook that answers like DingTalk's robot send API, for tests."""
+"""Local chat-bot webhook that responds like DingTalk's robot send API, for tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ WEBHOOK_PATH = "/robot/send"
 class ChatWebhookServer(LocalHTTPServer):
     """Accepts `POST /robot/send?access_token=<token>` with a DingTalk text body.
 
-    Answers `{"errcode": 0, "errmsg": "ok"}`, or errcode 300001 for a wrong token
+    Responds with `{"errcode": 0, "errmsg": "ok"}`, or errcode 300001 for a wrong token
     with HTTP 200, as DingTalk does.
     """
 
