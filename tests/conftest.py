@@ -1,4 +1,4 @@
-"""Session-wide real components: a Prefect server, served flows and MariaDB.
+"""Session-wide real components: a Prefect server, served flows, MariaDB, local servers.
 
 PREFECT_API_URL is set here, before anything imports Prefect, so that the test
 process, the gateways and the served flows all talk to the same test server.
@@ -118,14 +118,12 @@ def tms_server() -> Iterator[TMSServer]:
 
 @pytest.fixture
 def table_prefix() -> str:
-    """A table name prefix unique to one test, so parallel runs do not share tables."""
+    """A table name prefix unique to one test, so tests never share tables."""
     return f"t{uuid.uuid4().hex[:10]}_"
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
-def engine(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[sa.Engine]:
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
     """A SQLite file engine, then the session's MariaDB database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"

@@ -13,8 +13,16 @@ from webhook_gateway.verification.dingtalk import dingtalk_sign
 
 __all__ = ["dingtalk_payload", "dingtalk_headers"]
 
-SHARED_PAYLOAD = (
-    Path(__file__).resolve().parents[3] / "shared" / "payloads" / "dingtalk_robot_callback.json"
+_PAYLOAD_PATH = Path("shared") / "payloads" / "dingtalk_robot_callback.json"
+# shared/ lies beside the repository; a git worktree sits one folder deeper, so
+# take the nearest ancestor that has it.
+SHARED_PAYLOAD = next(
+    (
+        folder / _PAYLOAD_PATH
+        for folder in Path(__file__).resolve().parents[2:]
+        if (folder / _PAYLOAD_PATH).is_file()
+    ),
+    Path(__file__).resolve().parents[3] / _PAYLOAD_PATH,
 )
 
 
