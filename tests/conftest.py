@@ -71,6 +71,16 @@ def mariadb_url() -> Iterator[str]:
     Each session gets its own database, so test runs on one server never share
     tables.
     """
+    yield from _temporary_mariadb_database()
+
+
+@pytest.fixture
+def empty_mariadb_url() -> Iterator[str]:
+    """A MariaDB database of its own for one test (migrations start from empty)."""
+    yield from _temporary_mariadb_database()
+
+
+def _temporary_mariadb_database() -> Iterator[str]:
     server = sa.create_engine(MARIADB_SERVER_URL)
     name = f"wg_test_{uuid.uuid4().hex[:10]}"
     try:

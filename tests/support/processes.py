@@ -128,7 +128,14 @@ class PrefectServerProcess(_Process):
         self.api_url = f"http://127.0.0.1:{port}/api"
 
     def start(self, timeout: float = 120) -> None:
-        env = base_env(PREFECT_HOME=str(self.home / "prefect"))
+        env = base_env(
+            PREFECT_HOME=str(self.home / "prefect"),
+            # Tests leave many runs scheduled on deployments nobody serves; marking
+            # them late or scheduling nightly runs only adds writes to its SQLite.
+            PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED="false",
+            PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+            PREFECT_SERVER_SERVICES_FOREMAN_ENABLED="false",
+        )
         env.pop("PREFECT_API_URL", None)
         self._spawn(
             [
