@@ -12,7 +12,7 @@ ADMIN_TOKEN_HEADER = "X-Admin-Token"
 
 
 class GatewayAdminCredentials(Block):
-    """Where a webhook gateway's admin API is and the token it requires."""
+    """Base URL and admin token of a webhook gateway's admin API."""
 
     _block_type_name = "Gateway Admin Credentials"
     _description = "Base URL and admin token of a webhook gateway (X-Admin-Token)."

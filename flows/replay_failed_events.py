@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -41,11 +41,11 @@ def replay_failed_events(
         credentials_block: Name of the `GatewayAdminCredentials` block.
 
     Returns:
-        The gateway's answer: matched events, requested replays and skipped events.
+        The gateway's response: matched events, requested replays and skipped events.
     """
     logger = get_run_logger()
     credentials = GatewayAdminCredentials.load(credentials_block)
-    start = since or datetime.now(timezone.utc) - DEFAULT_LOOKBACK
+    start = since or datetime.now(UTC) - DEFAULT_LOOKBACK
     request: dict[str, Any] = {
         "statuses": list(statuses or DEFAULT_STATUSES),
         "since": start.isoformat(),

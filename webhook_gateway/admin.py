@@ -179,7 +179,9 @@ def _event_detail(state: GatewayState, id: str) -> dict[str, Any]:
         query=event.query,
         parameters=event.parameters,
         body_size=len(event.body) if event.body is not None else None,
-        body_purged_at=event.body_purged_at.isoformat() if event.body_purged_at else None,
+        body_purged_at=event.body_purged_at.isoformat()
+        if event.body_purged_at
+        else None,
         attempts_detail=[attempt_json(a) for a in state.inbox.list_attempts(id)],
         replays=[replay_json(r) for r in state.inbox.list_replays(id)],
     )
@@ -322,7 +324,9 @@ async def read_event_detail(id: str, state: GatewayStateDep) -> dict[str, Any]:
 
 
 @admin_router.post("/events/{id}/replay", status_code=202)
-async def replay_event(id: str, request: Request, state: GatewayStateDep) -> dict[str, Any]:
+async def replay_event(
+    id: str, request: Request, state: GatewayStateDep
+) -> dict[str, Any]:
     """Store a replay of a finished event; the dispatcher creates its new run."""
     options = await _read_model(request, ReplayRequest)
     replay = await run_in_threadpool(_replay_one, state, id, options)
@@ -360,4 +364,3 @@ async def list_routes(state: GatewayStateDep) -> dict[str, Any]:
             for name, route in state.routes.items()
         ]
     }
-

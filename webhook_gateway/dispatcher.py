@@ -119,7 +119,9 @@ class Dispatcher:
         self._inbox = inbox
         self._settings = settings
         self._metrics = metrics
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[-64:]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[
+            -64:
+        ]
         self._wake = asyncio.Event()
         self._deployment_ids: dict[str, uuid.UUID] = {}
         self._stopping = False
@@ -142,7 +144,9 @@ class Dispatcher:
         # The gateway keeps its own retry schedule per event, so Prefect's client
         # must not hold a whole round in its own backoff while the server is down.
         with temporary_settings(
-            updates={PREFECT_CLIENT_MAX_RETRIES: self._settings.prefect_client_max_retries}
+            updates={
+                PREFECT_CLIENT_MAX_RETRIES: self._settings.prefect_client_max_retries
+            }
         ):
             while not self._stopping:
                 try:
@@ -249,7 +253,7 @@ class Dispatcher:
             await self._retry_later(job, exc, started_at)
             return
         except Exception as exc:
-            # An error nobody foresaw still counts as an attempt, so the event ends
+            # An unexpected error still counts as an attempt, so the event ends
             # dead after the maximum attempts instead of looping forever.
             logger.exception(
                 "event %s: unexpected error while creating its flow run",

@@ -63,7 +63,7 @@ TIMESTAMP = sa.DateTime(timezone=True).with_variant(
 
 
 class EventStatus(str, enum.Enum):
-    """Where an event is on its way from delivery to a finished flow run.
+    """Stage of an event on its way from delivery to a finished flow run.
 
     The status follows the event's latest run: the first run, or the newest replay.
     """
@@ -565,7 +565,9 @@ class Inbox:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(replays_table, events_table)
-                .join(events_table, events_table.c.id == replays_table.c.webhook_event_id)
+                .join(
+                    events_table, events_table.c.id == replays_table.c.webhook_event_id
+                )
                 .where(replays_table.c.id.in_(ids))
                 .order_by(replays_table.c.next_attempt_at)
             ).all()
@@ -575,7 +577,9 @@ class Inbox:
             replay_values = {
                 column.name: row._mapping[column] for column in replays_table.c
             }
-            event_values = {column.name: row._mapping[column] for column in events_table.c}
+            event_values = {
+                column.name: row._mapping[column] for column in events_table.c
+            }
             jobs.append(
                 DispatchJob(
                     event=_record_from_row(_MappingRow(event_values)),
@@ -656,7 +660,11 @@ class Inbox:
             outcome="created",
             error=None,
             flow_run_id=flow_run_id,
-            job_values={"status": status, "last_error": None, "flow_run_id": flow_run_id},
+            job_values={
+                "status": status,
+                "last_error": None,
+                "flow_run_id": flow_run_id,
+            },
             event_values=event_values,
         )
 
@@ -798,7 +806,12 @@ class Inbox:
         table = events_table
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(table.c.id, table.c.route, table.c.latest_flow_run_id, table.c.status)
+                sa.select(
+                    table.c.id,
+                    table.c.route,
+                    table.c.latest_flow_run_id,
+                    table.c.status,
+                )
                 .where(
                     table.c.status.in_(ACTIVE_RUN_STATUSES),
                     table.c.latest_flow_run_id.is_not(None),
@@ -922,7 +935,10 @@ class Inbox:
             )
             connection.execute(
                 replays_table.insert().values(
-                    **{name: getattr(replay, name) for name in ReplayRecord.__dataclass_fields__}
+                    **{
+                        name: getattr(replay, name)
+                        for name in ReplayRecord.__dataclass_fields__
+                    }
                 )
             )
             connection.execute(

@@ -52,7 +52,9 @@ async def receive_webhook(
         raise
     if isinstance(result, Handshake):
         metrics.accepted.labels(route=route.name, outcome="handshake").inc()
-        return Response(result.content, result.status_code, media_type=result.media_type)
+        return Response(
+            result.content, result.status_code, media_type=result.media_type
+        )
     _count_accepted(state, route, result.event, result.created)
     if result.created:
         state.dispatcher.wake()

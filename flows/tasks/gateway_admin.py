@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from prefect import get_run_logger, task
 
 from blocks.gateway import GatewayAdminCredentials
@@ -17,29 +16,24 @@ class GatewayAdminError(Exception):
 
 
 def _is_retryable(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unreachable gateways and 5xx answers, never a rejected request."""
-    try:
-        state.result()
-    except GatewayAdminError:
-        return False
-    except Exception:
-        return True
-    return True
+    """Retry an unreachable gateway or a 5xx response, never a rejected request."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, GatewayAdminError)
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=_is_retryable)
 def request_bulk_replay(
     credentials: GatewayAdminCredentials, request: dict[str, Any]
 ) -> dict[str, Any]:
-    """Send one bulk replay request (or dry run) and return the gateway's answer.
+    """Send one bulk replay request (or dry run) and return the gateway's response body.
 
     Args:
         credentials: The gateway's admin API.
         request: The body of `POST /admin/replays`.
 
     Raises:
-        GatewayAdminError: The gateway answered 4xx, for example a wrong token.
-        httpx.HTTPError: The gateway was unreachable or answered 5xx (retried).
+        GatewayAdminError: The gateway responded with 4xx, for example a wrong token.
+        httpx.HTTPError: The gateway was unreachable or responded with 5xx (retried).
     """
     logger = get_run_logger()
     with credentials.get_client() as client:

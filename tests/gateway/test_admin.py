@@ -66,7 +66,9 @@ def client(
 
 def _deliver(client: TestClient, event_id: str, secret: str = SECRET) -> Any:
     body = json.dumps({"id": event_id}).encode()
-    return client.post("/hooks/orders", content=body, headers=hmac_headers(secret, body))
+    return client.post(
+        "/hooks/orders", content=body, headers=hmac_headers(secret, body)
+    )
 
 
 def _admin(client: TestClient, method: str, path: str, **kwargs: Any) -> Any:
@@ -260,7 +262,9 @@ def test_admin_routes_listed(client: TestClient) -> None:
     ]
 
 
-def _samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(
+    client: TestClient,
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = client.get("/metrics").text
     samples = {}
     for family in text_string_to_metric_families(text):
@@ -288,7 +292,9 @@ def test_metrics_count_deliveries(client: TestClient) -> None:
 
     assert delta("webhook_gateway_deliveries_received_total", route="orders") == 4
     assert (
-        delta("webhook_gateway_deliveries_accepted_total", route="orders", outcome="new")
+        delta(
+            "webhook_gateway_deliveries_accepted_total", route="orders", outcome="new"
+        )
         == 2
     )
     assert (

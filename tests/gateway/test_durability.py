@@ -116,7 +116,7 @@ def _assert_one_run_per_acked_event(
         assert key in runs, f"acked event {event_id} has no flow run"
         assert len(runs[key]) == 1, f"event {event_id} has runs {runs[key]}"
         assert runs[key] == [rows[event_id]["flow_run_id"]]
-    # Events stored but not acked (the answer was lost in the crash) may have a
+    # Events stored but not acked (the response was lost in the crash) may have a
     # run too, but never more than one, and no run exists without an event.
     assert all(len(ids) == 1 for ids in runs.values())
     assert set(runs) <= {f"{route}:{event_id}" for event_id in rows}
@@ -130,7 +130,9 @@ def test_kill_gateway_under_load(
     inbox_url: str,
     gateways: list[GatewayProcess],
 ) -> None:
-    gateway = _gateway("killed", session_home, prefect_server.api_url, target, inbox_url)
+    gateway = _gateway(
+        "killed", session_home, prefect_server.api_url, target, inbox_url
+    )
     gateways.append(gateway)
     gateway.start()
     result = LoadResult()
@@ -169,7 +171,9 @@ def test_prefect_down_under_load(
     inbox_url: str,
     gateways: list[GatewayProcess],
 ) -> None:
-    gateway = _gateway("outage", session_home, prefect_server.api_url, target, inbox_url)
+    gateway = _gateway(
+        "outage", session_home, prefect_server.api_url, target, inbox_url
+    )
     gateways.append(gateway)
     gateway.start()
     result = LoadResult()
@@ -180,11 +184,15 @@ def test_prefect_down_under_load(
         send_load([gateway.url], target["route"], SECRET, count=120, result=result)
         acked_while_down = len(result.acked) - 30
         wait_until(
-            lambda: sum(
-                outcomes["retry"]
-                for outcomes in attempt_outcomes(inbox_url, target["route"]).values()
-            )
-            >= 20,
+            lambda: (
+                sum(
+                    outcomes["retry"]
+                    for outcomes in attempt_outcomes(
+                        inbox_url, target["route"]
+                    ).values()
+                )
+                >= 20
+            ),
             60,
             message="dispatch attempts failing while Prefect is down",
         )

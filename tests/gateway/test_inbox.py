@@ -5,13 +5,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from webhook_gateway.errors import EventNotFoundError, InvalidQueryError, ReplayConflictError
+from webhook_gateway.errors import (
+    EventNotFoundError,
+    InvalidQueryError,
+    ReplayConflictError,
+)
 from webhook_gateway.inbox import (
     EventQuery,
     EventStatus,
@@ -92,15 +96,17 @@ def test_inbox_redelivery_returns_stored(inbox: Inbox, route: str) -> None:
 def test_inbox_attempts_recorded(inbox: Inbox, route: str) -> None:
     id = _record(inbox, route, "e1")
     assert _claim_all(inbox, "test", route) == [id]
-    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    later = datetime.now(UTC) + timedelta(seconds=30)
 
-    assert inbox.mark_retry(id, owner="test", error="ConnectError: down", next_attempt_at=later)
+    assert inbox.mark_retry(
+        id, owner="test", error="ConnectError: down", next_attempt_at=later
+    )
     assert _claim_all(inbox, "test", route) == []
     inbox.engine.dispose()
     with inbox.engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE webhook_events SET next_attempt_at = :now WHERE id = :id"),
-            {"now": datetime.now(timezone.utc) - timedelta(seconds=1), "id": id},
+            {"now": datetime.now(UTC) - timedelta(seconds=1), "id": id},
         )
     assert _claim_all(inbox, "test", route) == [id]
     run_id = _dispatch(inbox, id)
@@ -228,7 +234,11 @@ def test_inbox_replay_dead_after_attempts(inbox: Inbox, route: str) -> None:
     inbox.claim_due_replays(owner="test", limit=500, lease_seconds=60)
 
     inbox.mark_final(
-        id, owner="test", status=EventStatus.REJECTED, error="HTTP 422", replay_id=replay.id
+        id,
+        owner="test",
+        status=EventStatus.REJECTED,
+        error="HTTP 422",
+        replay_id=replay.id,
     )
 
     event = inbox.get(id)
@@ -254,7 +264,7 @@ def test_inbox_find_events_pages(inbox: Inbox, route: str) -> None:
             break
     dispatched = inbox.find_events(EventQuery(route=route, statuses=["dispatched"]))
     none_yet = inbox.find_events(
-        EventQuery(route=route, since=datetime.now(timezone.utc) + timedelta(hours=1))
+        EventQuery(route=route, since=datetime.now(UTC) + timedelta(hours=1))
     )
 
     assert [len(page) for page in pages] == [3, 3, 1]
@@ -273,9 +283,9 @@ def test_inbox_purge_completed_bodies(inbox: Inbox, route: str) -> None:
     _claim_all(inbox, "test", route)
     _finish(inbox, done, _dispatch(inbox, done), EventStatus.COMPLETED)
     _finish(inbox, failed, _dispatch(inbox, failed), EventStatus.FAILED)
-    future = datetime.now(timezone.utc) + timedelta(seconds=1)
+    future = datetime.now(UTC) + timedelta(seconds=1)
 
-    kept = inbox.purge_bodies(older_than=datetime.now(timezone.utc) - timedelta(days=1))
+    kept = inbox.purge_bodies(older_than=datetime.now(UTC) - timedelta(days=1))
     purged = inbox.purge_bodies(older_than=future)
 
     assert kept == 0

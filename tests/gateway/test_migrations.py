@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _insert_first_version_event(engine: sa.Engine, *, flow_run_id: str | None) -> str:
     id = "a" * 31 + ("1" if flow_run_id else "2")
-    moment = datetime(2024, 5, 1, 8, 30, 15, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 1, 8, 30, 15, tzinfo=UTC)
     with engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -79,7 +79,9 @@ def test_migrations_upgrade_keeps_data(empty_url: str) -> None:
     inbox = Inbox(engine)
     done_event = inbox.get(done)
     waiting_event = inbox.get(waiting)
-    claimed = [event.id for event in inbox.claim_due(owner="t", limit=10, lease_seconds=5)]
+    claimed = [
+        event.id for event in inbox.claim_due(owner="t", limit=10, lease_seconds=5)
+    ]
     engine.dispose()
 
     assert current_revision(engine) == head_revision()
@@ -88,7 +90,7 @@ def test_migrations_upgrade_keeps_data(empty_url: str) -> None:
     assert done_event.body == "体 body".encode()
     assert done_event.parameters == {"text": "台风"}
     assert done_event.headers == {"x-signature": "sha256=00"}
-    assert done_event.received_at == datetime(2024, 5, 1, 8, 30, 15, tzinfo=timezone.utc)
+    assert done_event.received_at == datetime(2024, 5, 1, 8, 30, 15, tzinfo=UTC)
     assert done_event.flow_run_id == run_id
     assert done_event.latest_flow_run_id == run_id
     assert done_event.replay_count == 0

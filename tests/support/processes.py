@@ -96,6 +96,18 @@ class _Process:
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
+    def pause(self) -> None:
+        """Freeze the process group (SIGSTOP) without waiting for anything."""
+        if self.is_running():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a process group frozen by `pause` (SIGCONT)."""
+        if self.is_running():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def _wait_healthy(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -130,8 +142,9 @@ class PrefectServerProcess(_Process):
     def start(self, timeout: float = 120) -> None:
         env = base_env(
             PREFECT_HOME=str(self.home / "prefect"),
-            # Tests leave many runs scheduled on deployments nobody serves; marking
-            # them late or scheduling nightly runs only adds writes to its SQLite.
+            # Tests leave many runs scheduled on deployments that no worker serves,
+            # and marking them late or scheduling nightly runs only adds writes to
+            # the server's SQLite database.
             PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED="false",
             PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
             PREFECT_SERVER_SERVICES_FOREMAN_ENABLED="false",
@@ -197,13 +210,15 @@ class GatewayProcess(_Process):
         self.home = home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        defaults = {
+            "WEBHOOK_GATEWAY_DISPATCH_BACKOFF_SECONDS": "0.5",
+            "WEBHOOK_GATEWAY_DISPATCH_BACKOFF_MAX_SECONDS": "2",
+        }
         env = base_env(
             PREFECT_API_URL=api_url,
             WEBHOOK_GATEWAY_HOME=str(home / f"{name}-home"),
             WEBHOOK_GATEWAY_ROUTES_FILE=str(routes_file),
-            WEBHOOK_GATEWAY_DISPATCH_BACKOFF_SECONDS="0.5",
-            WEBHOOK_GATEWAY_DISPATCH_BACKOFF_MAX_SECONDS="2",
-            **extra_env,
+            **{**defaults, **extra_env},
         )
         if database_url:
             env["WEBHOOK_GATEWAY_DATABASE_URL"] = database_url

@@ -61,7 +61,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_events_run_check", "webhook_events", ["status", "run_checked_at"]
     )
-    op.create_index("ix_webhook_events_received", "webhook_events", ["received_at", "id"])
+    op.create_index(
+        "ix_webhook_events_received", "webhook_events", ["received_at", "id"]
+    )
     op.create_index(
         "ix_webhook_events_route_received", "webhook_events", ["route", "received_at"]
     )
