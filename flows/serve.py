@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from prefect import serve
 
+from flows.replay_failed_events import replay_failed_events
 from flows.supply_chain_delay import supply_chain_delay
 
-__all__ = ["build_deployments", "main"]
+__all__ = ["NIGHTLY_REPLAY_CRON", "build_deployments", "main"]
+
+# Same schedule as in prefect.yaml: every night at 02:00 UTC.
+NIGHTLY_REPLAY_CRON = "0 2 * * *"
 
 
 def build_deployments() -> list:  # type: ignore[type-arg]
@@ -16,6 +20,12 @@ def build_deployments() -> list:  # type: ignore[type-arg]
             name="supply-chain-delay",
             description="Supplier delay notices from webhooks.",
             tags=["webhook"],
+        ),
+        replay_failed_events.to_deployment(
+            name="replay-failed-events",
+            description="Nightly replay of webhook events whose runs failed or crashed.",
+            tags=["webhook", "maintenance"],
+            cron=NIGHTLY_REPLAY_CRON,
         ),
     ]
 

@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from webhook_gateway.admin import admin_router, replay_router
 from webhook_gateway.config import GatewayConfig, load_config
 from webhook_gateway.dispatcher import Dispatcher
 from webhook_gateway.errors import GatewayError
 from webhook_gateway.inbox import Inbox, create_inbox_engine
+from webhook_gateway.metrics import GatewayMetrics
 from webhook_gateway.registry import build_routes
 from webhook_gateway.routes import router
 from webhook_gateway.settings import GatewaySettings, get_settings
@@ -27,17 +29,19 @@ logger = logging.getLogger(__name__)
 def create_app(
     settings: GatewaySettings | None = None, config: GatewayConfig | None = None
 ) -> FastAPI:
-    """Build the gateway: routes, inbox, dispatcher and error handlers."""
+    """Build the gateway: routes, a migrated inbox, dispatcher, metrics and admin API."""
     settings = settings or get_settings()
     config = config or load_config(settings.routes_file)
     settings.home.mkdir(parents=True, exist_ok=True)
     inbox = Inbox(create_inbox_engine(settings.effective_database_url))
-    inbox.create_schema()
+    inbox.upgrade_schema()
+    metrics = GatewayMetrics(inbox)
     state = GatewayState(
         settings=settings,
         routes=build_routes(config),
         inbox=inbox,
-        dispatcher=Dispatcher(inbox, settings),
+        dispatcher=Dispatcher(inbox, settings, metrics),
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -57,6 +61,8 @@ def create_app(
     app = FastAPI(title="Prefect webhook gateway", lifespan=lifespan)
     app.state.gateway = state
     app.include_router(router)
+    app.include_router(admin_router)
+    app.include_router(replay_router)
 
     @app.exception_handler(GatewayError)
     async def handle_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

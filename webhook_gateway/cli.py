@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from webhook_gateway.cli_admin import AdminCommandError, add_admin_commands
+
 if TYPE_CHECKING:
     from webhook_gateway.settings import GatewaySettings
 
@@ -33,12 +35,12 @@ PREFECT_START_TIMEOUT_SECONDS = 90
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.log_format)
     if args.routes:
         os.environ["WEBHOOK_GATEWAY_ROUTES_FILE"] = str(Path(args.routes).resolve())
     try:
         return int(args.handler(args) or 0)
-    except _CommandError as exc:
+    except (_CommandError, AdminCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -57,6 +59,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "else the bundled demo routes)"
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log line format (default: $WEBHOOK_GATEWAY_LOG_FORMAT, else text)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     up = commands.add_parser(
@@ -91,14 +98,34 @@ def _build_parser() -> argparse.ArgumentParser:
 
     routes = commands.add_parser("routes", help="list the routes with their URLs")
     routes.set_defaults(handler=_command_routes)
+
+    dispatch = commands.add_parser(
+        "dispatch", help="run only the dispatcher, without serving HTTP"
+    )
+    dispatch.set_defaults(handler=_command_dispatch)
+
+    database = commands.add_parser("db", help="inbox schema migrations")
+    database_commands = database.add_subparsers(required=True, metavar="ACTION")
+    upgrade = database_commands.add_parser(
+        "upgrade", help="migrate the inbox to the newest schema, keeping its data"
+    )
+    upgrade.add_argument("revision", nargs="?", default="head", help="target (head)")
+    upgrade.set_defaults(handler=_command_db_upgrade)
+    current = database_commands.add_parser("current", help="print the inbox revision")
+    current.set_defaults(handler=_command_db_current)
+
+    add_admin_commands(commands)
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(level: str, log_format: str | None) -> None:
+    from webhook_gateway.logs import configure_logging
+
+    chosen = log_format or os.environ.get("WEBHOOK_GATEWAY_LOG_FORMAT", "text")
+    try:
+        configure_logging(level, chosen)
+    except ValueError as exc:
+        raise SystemExit(f"error: WEBHOOK_GATEWAY_LOG_FORMAT: {exc}") from None
 
 
 def _load_settings(args: argparse.Namespace) -> GatewaySettings:
@@ -141,7 +168,67 @@ def _command_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ConfigError as exc:
         raise _CommandError(str(exc)) from None
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,
+    )
+    return 0
+
+
+def _command_dispatch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from webhook_gateway.dispatcher import Dispatcher
+    from webhook_gateway.inbox import Inbox, create_inbox_engine
+
+    settings = _load_settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    inbox = Inbox(create_inbox_engine(settings.effective_database_url))
+    inbox.upgrade_schema()
+    dispatcher = Dispatcher(inbox, settings)
+
+    async def run_until_signalled() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, dispatcher.stop)
+        await dispatcher.run()
+
+    try:
+        asyncio.run(run_until_signalled())
+    finally:
+        inbox.engine.dispose()
+    return 0
+
+
+def _command_db_upgrade(args: argparse.Namespace) -> int:
+    from webhook_gateway.inbox import create_inbox_engine
+    from webhook_gateway.migrations import current_revision, upgrade_database
+
+    settings = _load_settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = create_inbox_engine(settings.effective_database_url)
+    try:
+        upgrade_database(engine, args.revision)
+        print(f"inbox at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _command_db_current(args: argparse.Namespace) -> int:
+    from webhook_gateway.inbox import create_inbox_engine
+    from webhook_gateway.migrations import current_revision, head_revision
+
+    settings = _load_settings(args)
+    engine = create_inbox_engine(settings.effective_database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    print(f"inbox at revision {current or 'none'}; newest is {head_revision()}")
     return 0
 
 
@@ -230,7 +317,13 @@ def _command_up(args: argparse.Namespace) -> int:
             raise _CommandError(str(exc)) from None
         routes = app.state.gateway.routes
         _print_banner(settings, api_url, routes, defaults)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            log_config=None,
+        )
     finally:
         stop_children()
     return 0

@@ -6,7 +6,11 @@
     ├── PayloadError            400
     ├── PayloadTooLargeError    413
     ├── TemplateError           422
-    └── EventNotFoundError      404
+    ├── EventNotFoundError      404
+    ├── InvalidQueryError       400
+    ├── ReplayConflictError     409
+    ├── AdminTokenError         401
+    └── AdminDisabledError      503
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AdminDisabledError",
+    "AdminTokenError",
     "EventNotFoundError",
     "GatewayError",
+    "InvalidQueryError",
     "PayloadError",
     "PayloadTooLargeError",
+    "ReplayConflictError",
     "RouteNotFoundError",
     "SignatureError",
     "TemplateError",
@@ -67,3 +75,23 @@ class TemplateError(GatewayError):
 class EventNotFoundError(GatewayError):
     status_code = 404
     error = "event_not_found"
+
+
+class InvalidQueryError(GatewayError):
+    status_code = 400
+    error = "invalid_query"
+
+
+class ReplayConflictError(GatewayError):
+    status_code = 409
+    error = "replay_conflict"
+
+
+class AdminTokenError(GatewayError):
+    status_code = 401
+    error = "admin_token_invalid"
+
+
+class AdminDisabledError(GatewayError):
+    status_code = 503
+    error = "admin_api_disabled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,7 +17,9 @@ DEFAULT_HOME = Path(".webhook-gateway")
 class GatewaySettings(BaseSettings):
     """Settings for the gateway process; every field has an embedded default."""
 
-    model_config = SettingsConfigDict(env_prefix="WEBHOOK_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WEBHOOK_GATEWAY_", extra="ignore", env_parse_none_str="none"
+    )
 
     home: Path = Field(
         default=DEFAULT_HOME,
@@ -49,6 +52,14 @@ class GatewaySettings(BaseSettings):
     dispatch_batch_size: int = Field(
         default=50, gt=0, description="Events claimed per dispatcher round."
     )
+    dispatch_concurrency: int = Field(
+        default=8,
+        gt=0,
+        description=(
+            "Flow runs created at the same time per gateway. A Prefect server on "
+            "SQLite writes one at a time, so 1 or 2 suits it best."
+        ),
+    )
     dispatch_lease_seconds: float = Field(
         default=60, gt=0, description="How long a claim keeps other gateways off."
     )
@@ -63,6 +74,39 @@ class GatewaySettings(BaseSettings):
     )
     run_dispatcher: bool = Field(
         default=True, description="Run the dispatcher inside this gateway process."
+    )
+    prefect_client_max_retries: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Retries inside Prefect's client per request. The dispatcher has its own "
+            "per-event backoff, so the default 0 keeps one slow request from holding "
+            "a whole round."
+        ),
+    )
+    run_check_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often run states are read from Prefect."
+    )
+    run_check_batch_size: int = Field(
+        default=200, gt=0, le=200, description="Runs read from Prefect per check."
+    )
+    body_retention_days: float | None = Field(
+        default=30,
+        gt=0,
+        description=(
+            "Age in days after which completed events lose their body (metadata, "
+            "headers and parameters stay). `none`: bodies are kept."
+        ),
+    )
+    retention_interval_seconds: float = Field(
+        default=3600, gt=0, description="How often the body retention runs."
+    )
+    emit_prefect_events: bool = Field(
+        default=True,
+        description="Emit the Prefect event webhook.received for each accepted event.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log line format: plain text or one JSON object."
     )
 
     @property

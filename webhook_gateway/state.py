@@ -1,4 +1,4 @@
-"""What one running gateway holds: settings, routes, inbox and dispatcher."""
+"""What one running gateway holds: settings, routes, inbox, dispatcher, metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from webhook_gateway.dispatcher import Dispatcher
 from webhook_gateway.inbox import Inbox
+from webhook_gateway.metrics import GatewayMetrics
 from webhook_gateway.registry import Route
 from webhook_gateway.settings import GatewaySettings
 
@@ -20,3 +21,4 @@ class GatewayState:
     routes: dict[str, Route]
     inbox: Inbox
     dispatcher: Dispatcher
+    metrics: GatewayMetrics

@@ -96,6 +96,18 @@ class _Process:
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
+    def pause(self) -> None:
+        """Freeze the process group (SIGSTOP) without waiting for anything."""
+        if self.is_running():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a process group frozen by `pause` (SIGCONT)."""
+        if self.is_running():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def _wait_healthy(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -119,17 +131,32 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 class PrefectServerProcess(_Process):
-    """`prefect server start` on a fixed port with its own SQLite database."""
+    """`prefect server start` on a fixed port with its own database.
 
-    def __init__(self, home: Path, port: int) -> None:
+    `database_url` is Prefect's `PREFECT_API_DATABASE_CONNECTION_URL`; None keeps
+    Prefect's default SQLite file under `home`.
+    """
+
+    def __init__(self, home: Path, port: int, database_url: str | None = None) -> None:
         super().__init__("prefect-server", home)
         self.home = home
         self.port = port
+        self.database_url = database_url
         self.api_url = f"http://127.0.0.1:{port}/api"
 
     def start(self, timeout: float = 120) -> None:
-        env = base_env(PREFECT_HOME=str(self.home / "prefect"))
+        env = base_env(
+            PREFECT_HOME=str(self.home / "prefect"),
+            # Tests leave many runs scheduled on deployments that no worker serves,
+            # and marking them late or scheduling nightly runs only adds writes to
+            # the server's SQLite database.
+            PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED="false",
+            PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+            PREFECT_SERVER_SERVICES_FOREMAN_ENABLED="false",
+        )
         env.pop("PREFECT_API_URL", None)
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self._spawn(
             [
                 sys.executable, "-m", "prefect", "server", "start",
@@ -190,13 +217,15 @@ class GatewayProcess(_Process):
         self.home = home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        defaults = {
+            "WEBHOOK_GATEWAY_DISPATCH_BACKOFF_SECONDS": "0.5",
+            "WEBHOOK_GATEWAY_DISPATCH_BACKOFF_MAX_SECONDS": "2",
+        }
         env = base_env(
             PREFECT_API_URL=api_url,
             WEBHOOK_GATEWAY_HOME=str(home / f"{name}-home"),
             WEBHOOK_GATEWAY_ROUTES_FILE=str(routes_file),
-            WEBHOOK_GATEWAY_DISPATCH_BACKOFF_SECONDS="0.5",
-            WEBHOOK_GATEWAY_DISPATCH_BACKOFF_MAX_SECONDS="2",
-            **extra_env,
+            **{**defaults, **extra_env},
         )
         if database_url:
             env["WEBHOOK_GATEWAY_DATABASE_URL"] = database_url
