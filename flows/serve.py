@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import serve
 
+from flows.feedback_analysis import customer_feedback
 from flows.supply_chain_delay import supply_chain_delay
 
 __all__ = ["build_deployments", "main"]
@@ -15,6 +16,11 @@ def build_deployments() -> list:  # type: ignore[type-arg]
         supply_chain_delay.to_deployment(
             name="supply-chain-delay",
             description="Supplier delay notices from webhooks.",
+            tags=["webhook"],
+        ),
+        customer_feedback.to_deployment(
+            name="customer-feedback",
+            description="Customer feedback from product pages: ticket, Feishu, MySQL.",
             tags=["webhook"],
         ),
     ]
