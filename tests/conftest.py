@@ -29,6 +29,9 @@ os.environ["WEBHOOK_GATEWAY_HOME"] = str(_SESSION_HOME / "test-process-home")
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from tests.servers.jira_server import JiraServer  # noqa: E402
+from tests.servers.tms_server import TMSServer  # noqa: E402
+
 MARIADB_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
@@ -93,3 +96,40 @@ def mariadb_url() -> Iterator[str]:
     with server.begin() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     server.dispose()
+
+
+@pytest.fixture
+def jira_server() -> Iterator[JiraServer]:
+    with JiraServer() as server:
+        yield server
+
+
+@pytest.fixture
+def tms_server() -> Iterator[TMSServer]:
+    with TMSServer() as server:
+        yield server
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """A table name prefix unique to one test, so parallel runs do not share tables."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A SQLite file engine, then the local MariaDB (skipped when unreachable)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = MARIADB_SERVER_URL
+    engine = sa.create_engine(url)
+    if request.param == "mariadb":
+        try:
+            with engine.connect():
+                pass
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            pytest.skip(f"MariaDB at {MARIADB_SERVER_URL} is unreachable: {exc}")
+    yield engine
+    engine.dispose()
