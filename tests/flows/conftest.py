@@ -1,15 +1,27 @@
-"""Prefect test harness for tests that run tasks inside flows."""
+"""Fixtures for the flow and task tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
+
+from tests.servers.feishu_server import FeishuBotServer, running_feishu_server
+from tests.support.processes import PrefectServerProcess
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """Run flows against a temporary Prefect server and database."""
-    with prefect_test_harness():
-        yield
+def prefect_harness(prefect_server: PrefectServerProcess) -> None:
+    """Run flows against the session's Prefect server.
+
+    `prefect_test_harness` would point this process at a second, temporary server
+    for the rest of the session, so blocks that later tests save for the served
+    flows would land on the wrong server.
+    """
+
+
+@pytest.fixture
+def feishu_server() -> Iterator[FeishuBotServer]:
+    """A Feishu-style custom bot on 127.0.0.1 that checks signatures."""
+    with running_feishu_server(secret="server-secret") as server:
+        yield server
