@@ -35,7 +35,10 @@ from tests.servers.tms_server import TMSServer  # noqa: E402
 MARIADB_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
-SERVED_DEPLOYMENTS = ["supply-chain-delay/supply-chain-delay"]
+SERVED_DEPLOYMENTS = [
+    "supply-chain-delay/supply-chain-delay",
+    "customer-feedback/customer-feedback",
+]
 
 
 @pytest.fixture(scope="session")
