@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers.feishu_server import FeishuBotServer, running_feishu_server
+from tests.servers.openai_server import OpenAIServer
 from tests.support.processes import PrefectServerProcess
 
 
@@ -24,4 +25,11 @@ def prefect_harness(prefect_server: PrefectServerProcess) -> None:
 def feishu_server() -> Iterator[FeishuBotServer]:
     """A Feishu-style custom bot on 127.0.0.1 that checks signatures."""
     with running_feishu_server(secret="server-secret") as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A started OpenAI-compatible server on 127.0.0.1 with an empty reply queue."""
+    with OpenAIServer() as server:
         yield server
