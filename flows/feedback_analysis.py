@@ -59,7 +59,7 @@ MAX_TICKET_SUMMARY_CHARS = 255
 
 
 class FeedbackOutcome(BaseModel):
-    """What one run did with a feedback; the flow's return value, without contact."""
+    """Result of one run for one feedback: the flow's return value, without contact."""
 
     event_id: str
     sentiment: str
@@ -102,9 +102,11 @@ def _ticket_description(
     lines = [
         f"Feedback {submission.feedback_id} on {submission.subject}",
         f"Urgency: {analysis.urgency}; topics: {', '.join(analysis.topics) or 'none'}",
-        f"User: {submission.user_id or 'unknown'}; "
-        f"contact: {submission.masked_contact or 'none'} (full value in the "
-        "customer_feedback table)",
+        (
+            f"User: {submission.user_id or 'unknown'}; "
+            f"contact: {submission.masked_contact or 'none'} "
+            "(full value in the customer_feedback table)"
+        ),
         f"Page: {submission.page or 'unknown'}",
         f"Analyzer: {analysis.analyzer}",
         "",
@@ -189,7 +191,9 @@ def _notify_group(
     logger = get_run_logger()
     previous = read_feedback_record(database, event_id)
     if previous is not None and previous["notification_status"] == "delivered":
-        logger.info("feedback %s was already posted to Feishu; not posting again", event_id)
+        logger.info(
+            "feedback %s was already posted to Feishu; not posting again", event_id
+        )
         return "delivered", None, None
 
     bot = load_block(FeishuBotCredentials, block_name)
@@ -346,4 +350,3 @@ def customer_feedback(
             )
         )
     return outcome
-

@@ -313,8 +313,11 @@ def _describe_flow_defaults() -> list[str]:
         "tickets: local ticket store unless a Jira Credentials block named 'jira' exists",
         "extraction: offline rule parser unless an LLM Credentials block named 'llm' "
         "exists",
-        "customer feedback: offline sentiment analyzer, local ticket table and local "
-        "Feishu outbox unless blocks 'llm', 'jira-service' and 'feishu-product' exist",
+        (
+            "customer feedback: offline sentiment analyzer, local ticket table and "
+            "local Feishu outbox unless blocks 'llm', 'jira-service' and "
+            "'feishu-product' exist"
+        ),
     ]
 
 

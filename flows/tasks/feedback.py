@@ -1,7 +1,7 @@
 """Customer feedback: the submitted payload, its analysis and the routing rules.
 
-The analysis asks the configured LLM for a `FeedbackAnalysis` and falls back to the
-offline analyzer (`flows.tasks.sentiment`) when no LLM is configured or the call
+The analysis requests a `FeedbackAnalysis` from the configured LLM and falls back to
+the offline analyzer (`flows.tasks.sentiment`) when no LLM is configured or the call
 fails. The routing rules decide, per sentiment, whether a feedback also becomes a
 customer-service ticket or a message to the product team's Feishu group; every
 feedback is stored.
@@ -142,7 +142,7 @@ def mask_contact(contact: str) -> str:
 
 
 class RoutingRules(BaseModel):
-    """What happens to a feedback besides being stored, per sentiment.
+    """Actions for a feedback besides storage, per sentiment.
 
     An empty list stores the feedback only. `notify_negative_urgent` also posts a
     negative feedback whose urgency is in `urgent_levels` to the Feishu group.
@@ -174,7 +174,9 @@ class RoutingRules(BaseModel):
         description="Jira priority name for each urgency level.",
     )
 
-    def actions_for(self, sentiment: Sentiment, urgency: Urgency) -> list[FeedbackAction]:
+    def actions_for(
+        self, sentiment: Sentiment, urgency: Urgency
+    ) -> list[FeedbackAction]:
         """Return the actions for one analysis, without duplicates, in rule order."""
         actions: list[FeedbackAction] = list(getattr(self, sentiment))
         is_urgent = urgency in self.urgent_levels
@@ -191,7 +193,9 @@ class LLMFeedbackAnswer(BaseModel):
     """The JSON object the LLM returns: a `FeedbackAnalysis` without the analyzer."""
 
     sentiment: Sentiment = Field(description="positive, negative or neutral.")
-    score: float = Field(ge=-1.0, le=1.0, description="-1 most negative, 1 most positive.")
+    score: float = Field(
+        ge=-1.0, le=1.0, description="-1 most negative, 1 most positive."
+    )
     summary: str = Field(
         min_length=1,
         max_length=MAX_SUMMARY_CHARS,
@@ -258,7 +262,9 @@ def analyze_feedback(
     if llm is None:
         return analyze_feedback_offline(text, locale)
     try:
-        answer = complete_structured(llm, _build_messages(text, locale), LLMFeedbackAnswer)
+        answer = complete_structured(
+            llm, _build_messages(text, locale), LLMFeedbackAnswer
+        )
     except LLMError as exc:
         log.warning(
             "LLM analysis with model %r failed, using the offline analyzer: %s",

@@ -7,7 +7,7 @@ the same event updates its row instead of adding one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 # not_required: the rules post nothing for this feedback. pending: not posted yet.
-# delivered: the Feishu bot accepted it. failed: the bot rejected it (see the code).
+# delivered: the Feishu bot accepted it. failed: the bot rejected it or stayed
+# unreachable after the retries (see the code and error columns).
 # outbox: no bot is configured, so the message waits in the feishu_outbox table.
 NotificationStatus = Literal["not_required", "pending", "delivered", "failed", "outbox"]
 
@@ -44,7 +45,7 @@ customer_feedback = sa.Table(
     sa.Column("event_id", sa.String(255), nullable=False, unique=True),
     sa.Column("route", sa.String(100), nullable=True),
     sa.Column("user_id", sa.String(255), nullable=True),
-    # The only place where the contact is stored in clear text.
+    # The only column of these tables that contains the contact in clear text.
     sa.Column("contact", sa.String(320), nullable=True),
     sa.Column("product", sa.String(255), nullable=True),
     sa.Column("page", sa.Text, nullable=True),
@@ -85,8 +86,8 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 @task(
@@ -110,7 +111,7 @@ def store_feedback_record(
     """
     logger = get_run_logger()
     _create_tables(database)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values = {
         "route": route,
         "user_id": submission.user_id,
@@ -134,7 +135,10 @@ def store_feedback_record(
             customer_feedback,
             {"event_id": submission.feedback_id},
             values,
-            insert_values={"created_at": now, "notification_status": notification_status},
+            insert_values={
+                "created_at": now,
+                "notification_status": notification_status,
+            },
         )
     logger.info(
         "stored feedback %s (sentiment=%s, analyzer=%s) in %s",
@@ -172,7 +176,7 @@ def record_feedback_outcome(
         "notification_status": notification_status,
         "notification_code": notification_code,
         "notification_error": notification_error,
-        "updated_at": datetime.now(timezone.utc),
+        "updated_at": datetime.now(UTC),
     }
     with database.engine.begin() as connection:
         result = connection.execute(
@@ -200,7 +204,7 @@ def queue_outbox_message(database: RecordsDatabase, event_id: str, text: str) ->
         True when the message was added, False when the event already had one.
     """
     _create_tables(database)
-    row = {"event_id": event_id, "text": text, "created_at": datetime.now(timezone.utc)}
+    row = {"event_id": event_id, "text": text, "created_at": datetime.now(UTC)}
     try:
         with database.engine.begin() as connection:
             connection.execute(feishu_outbox.insert().values(**row))
@@ -209,7 +213,9 @@ def queue_outbox_message(database: RecordsDatabase, event_id: str, text: str) ->
     return True
 
 
-def read_feedback_record(database: RecordsDatabase, event_id: str) -> dict[str, Any] | None:
+def read_feedback_record(
+    database: RecordsDatabase, event_id: str
+) -> dict[str, Any] | None:
     """Return the feedback row of an event as a dict, or None."""
     _create_tables(database)
     with database.engine.connect() as connection:

@@ -222,7 +222,9 @@ def _wait_for_event(gateway: GatewayProcess, id: str, status: str) -> dict[str, 
     def reached() -> dict[str, Any] | None:
         event = httpx.get(f"{gateway.url}/events/{id}", timeout=5).json()
         if event["status"] in final - {status}:
-            raise AssertionError(f"event ended {event['status']}, not {status}: {event}")
+            raise AssertionError(
+                f"event ended {event['status']}, not {status}: {event}"
+            )
         return event if event["status"] == status else None
 
     return wait_until(reached, RUN_TIMEOUT_SECONDS, interval=0.5)
@@ -290,9 +292,13 @@ def test_negative_opens_jira_ticket(
     mariadb_url: str,
 ) -> None:
     payload = _submission(NEGATIVE_TEXT, contact=PHONE)
-    llm_server.enqueue(_llm_answer("negative", "high", "右耳机无声且客服不回复，要求退款。"))
+    llm_server.enqueue(
+        _llm_answer("negative", "high", "右耳机无声且客服不回复，要求退款。")
+    )
 
-    event = _wait_for_event(gateway, _deliver(gateway, "feedback-llm", payload), "completed")
+    event = _wait_for_event(
+        gateway, _deliver(gateway, "feedback-llm", payload), "completed"
+    )
 
     event_id = payload["feedback_id"]
     issues = _issues_for(jira_server, event_id)
@@ -371,7 +377,9 @@ def test_neutral_stored_only(
 ) -> None:
     payload = _submission(NEUTRAL_TEXT)
 
-    _wait_for_event(gateway, _deliver(gateway, "feedback-offline", payload), "completed")
+    _wait_for_event(
+        gateway, _deliver(gateway, "feedback-offline", payload), "completed"
+    )
 
     event_id = payload["feedback_id"]
     assert _issues_for(jira_server, event_id) == []
@@ -436,7 +444,9 @@ def test_feishu_rate_limit_then_delivered(
     payload = _submission(POSITIVE_TEXT)
     feishu_server.rate_limit_next(1)
 
-    _wait_for_event(gateway, _deliver(gateway, "feedback-offline", payload), "completed")
+    _wait_for_event(
+        gateway, _deliver(gateway, "feedback-offline", payload), "completed"
+    )
 
     event_id = payload["feedback_id"]
     attempts = [
