@@ -13,8 +13,16 @@ from webhook_gateway.verification.dingtalk import dingtalk_sign
 
 __all__ = ["dingtalk_payload", "dingtalk_headers"]
 
-SHARED_PAYLOAD = (
-    Path(__file__).resolve().parents[3] / "shared" / "payloads" / "dingtalk_robot_callback.json"
+_PAYLOAD_PATH = Path("shared") / "payloads" / "dingtalk_robot_callback.json"
+# The payload sits in a `shared` folder next to the checkout, which is one level
+# higher for a git worktree under `wt/` than for the main checkout.
+SHARED_PAYLOAD = next(
+    (
+        parent / _PAYLOAD_PATH
+        for parent in Path(__file__).resolve().parents[2:]
+        if (parent / _PAYLOAD_PATH).is_file()
+    ),
+    Path(__file__).resolve().parents[3] / _PAYLOAD_PATH,
 )
 
 
