@@ -1,4 +1,4 @@
-"""Session-wide real components: a Prefect server, served flows and MariaDB.
+"""Session-wide real components: a Prefect server, served flows, MariaDB, local servers.
 
 PREFECT_API_URL is set here, before anything imports Prefect, so that the test
 process, the gateways and the served flows all talk to the same test server.
@@ -29,6 +29,7 @@ os.environ["WEBHOOK_GATEWAY_HOME"] = str(_SESSION_HOME / "test-process-home")
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+# These import Prefect, which reads PREFECT_API_URL once on import.
 from tests.servers.jira_server import JiraServer  # noqa: E402
 from tests.servers.tms_server import TMSServer  # noqa: E402
 
@@ -115,24 +116,17 @@ def tms_server() -> Iterator[TMSServer]:
 
 @pytest.fixture
 def table_prefix() -> str:
-    """A table name prefix unique to one test, so parallel runs do not share tables."""
+    """A table name prefix unique to one test, so tests never share tables."""
     return f"t{uuid.uuid4().hex[:10]}_"
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """A SQLite file engine, then the local MariaDB (skipped when unreachable)."""
+    """A SQLite file engine, then the session's MariaDB database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
     else:
-        url = MARIADB_SERVER_URL
+        url = request.getfixturevalue("mariadb_url")
     engine = sa.create_engine(url)
-    if request.param == "mariadb":
-        try:
-            with engine.connect():
-                pass
-        except sa.exc.OperationalError as exc:
-            engine.dispose()
-            pytest.skip(f"MariaDB at {MARIADB_SERVER_URL} is unreachable: {exc}")
     yield engine
     engine.dispose()
