@@ -23,6 +23,7 @@ from flows.tasks.feedback import (
     FeedbackSubmission,
     RoutingRules,
     analyze_submission,
+    parse_submission,
 )
 from flows.tasks.feedback_records import (
     NotificationStatus,
@@ -226,7 +227,7 @@ def _notify_group(
 
 @flow(name="customer-feedback", log_prints=False)
 def customer_feedback(
-    feedback: FeedbackSubmission,
+    feedback: dict[str, Any],
     route: str | None = None,
     rules: RoutingRules | None = None,
     llm_block: str = DEFAULT_LLM_BLOCK,
@@ -240,7 +241,9 @@ def customer_feedback(
     label) and does not post to Feishu again once a message was delivered.
 
     Args:
-        feedback: The submitted feedback; its `feedback_id` is the event id.
+        feedback: The submitted JSON object, validated as a `FeedbackSubmission`;
+            its `feedback_id` is the event id. It is a plain dict so that Prefect's
+            parameter check, whose errors quote the input, never logs the contact.
         route: The gateway route that received it.
         rules: Routing rules; None uses the defaults (negative: ticket, positive:
             Feishu, neutral: store only).
@@ -256,10 +259,14 @@ def customer_feedback(
         The outcome. When the Feishu bot rejected the message, a Failed state
         whose message names Feishu's code, after the row has been stored with
         notification status `failed`.
+
+    Raises:
+        InvalidFeedbackError: The payload is invalid; nothing is stored.
     """
     logger = get_run_logger()
+    submission = parse_submission(feedback)
     rules = rules or RoutingRules()
-    event_id = feedback.feedback_id
+    event_id = submission.feedback_id
     defaults: list[str] = []
 
     database = open_records_database(records_block)
@@ -272,19 +279,19 @@ def customer_feedback(
         defaults.append(
             f"analysis: offline analyzer (no LLM Credentials block named {llm_block!r})"
         )
-    analysis = analyze_submission(feedback, llm)
+    analysis = analyze_submission(submission, llm)
     actions = rules.actions_for(analysis.sentiment, analysis.urgency)
     logger.info(
         "feedback %s on %s (contact %s): actions %s",
         event_id,
-        feedback.subject,
-        feedback.masked_contact or "none",
+        submission.subject,
+        submission.masked_contact or "none",
         actions or ["store only"],
     )
 
     store_feedback_record(
         database,
-        submission=feedback,
+        submission=submission,
         analysis=analysis,
         route=route,
         notification_status="pending" if "feishu" in actions else "not_required",
@@ -298,8 +305,8 @@ def customer_feedback(
         ticket = open_ticket(
             store,
             label=f"webhook-{event_id}",
-            summary=_ticket_summary(feedback, analysis),
-            description=_ticket_description(feedback, analysis),
+            summary=_ticket_summary(submission, analysis),
+            description=_ticket_description(submission, analysis),
             labels=[TICKET_LABEL],
             assignee=assignee,
             priority=rules.priority_for(analysis.urgency),
@@ -310,7 +317,11 @@ def customer_feedback(
     error: str | None = None
     if "feishu" in actions:
         status, code, error = _notify_group(
-            database, feishu_block, event_id, _feishu_text(feedback, analysis), defaults
+            database,
+            feishu_block,
+            event_id,
+            _feishu_text(submission, analysis),
+            defaults,
         )
 
     record_feedback_outcome(
@@ -337,7 +348,7 @@ def customer_feedback(
         logger.info("embedded default in use: %s", item)
     create_markdown_artifact(
         key=_artifact_key(event_id),
-        markdown=_artifact_markdown(feedback, analysis, outcome, error),
+        markdown=_artifact_markdown(submission, analysis, outcome, error),
         description=f"Customer feedback {event_id}",
     )
 

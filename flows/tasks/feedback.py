@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from blocks.llm import LLMCredentials
 from flows.tasks.llm import LLMError, complete_structured
@@ -30,11 +37,13 @@ from flows.tasks.sentiment import (
 __all__ = [
     "FeedbackAction",
     "FeedbackSubmission",
+    "InvalidFeedbackError",
     "LLMFeedbackAnswer",
     "RoutingRules",
     "analyze_feedback",
     "analyze_submission",
     "mask_contact",
+    "parse_submission",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,6 +127,35 @@ class FeedbackSubmission(BaseModel):
     def subject(self) -> str:
         """The product, else the page, else a placeholder; for titles and logs."""
         return self.product or self.page or "unknown product"
+
+
+class InvalidFeedbackError(ValueError):
+    """The payload is not a valid `FeedbackSubmission`.
+
+    The message lists the invalid fields without their values, so it never
+    contains the contact.
+    """
+
+
+def parse_submission(payload: dict[str, Any]) -> FeedbackSubmission:
+    """Validate a delivered payload as a `FeedbackSubmission`.
+
+    Raises:
+        InvalidFeedbackError: A field is missing or invalid.
+    """
+    try:
+        return FeedbackSubmission.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'payload'}: "
+            f"{error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        feedback_id = payload.get("feedback_id") if isinstance(payload, dict) else None
+        raise InvalidFeedbackError(
+            f"invalid feedback payload (feedback_id={feedback_id!r}): {problems}. "
+            "Send the fields documented in docs/feedback-flow.md."
+        ) from None
 
 
 def mask_contact(contact: str) -> str:

@@ -9,18 +9,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from prefect import flow
+from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 
 from blocks.llm import LLMCredentials
 from flows.tasks.feedback import (
     FeedbackSubmission,
+    InvalidFeedbackError,
     LLMFeedbackAnswer,
     RoutingRules,
     analyze_feedback,
     mask_contact,
+    parse_submission,
 )
 from flows.tasks.feedback_records import (
     queue_outbox_message,
@@ -31,6 +35,7 @@ from flows.tasks.feedback_records import (
 from flows.tasks.sentiment import FeedbackAnalysis
 from flows.tasks.storage import RecordsDatabase
 from tests.servers.openai_server import OpenAIServer, ScriptedReply
+from tests.support.processes import wait_until
 
 NEGATIVE_TEXT = "收到的耳机右边没有声音，联系客服三天没人回复，要求退款！"
 
@@ -90,6 +95,44 @@ def test_submission_parses_documented_example() -> None:
 
     assert submission.submitted_at == datetime(2026, 5, 4, 2, 15, tzinfo=UTC)
     assert submission.subject == "SKU-2049"
+
+
+def test_parse_invalid_hides_contact() -> None:
+    payload = {"feedback_id": "fb-9", "contact": "alice@example.com", "locale": 5}
+
+    with pytest.raises(InvalidFeedbackError) as caught:
+        parse_submission(payload)
+
+    message = str(caught.value)
+    assert "alice@example.com" not in message
+    assert "text: Field required" in message
+    assert "locale: Input should be a valid string" in message
+    assert "'fb-9'" in message
+    assert caught.value.__cause__ is None
+
+
+def test_flow_invalid_payload_logs_no_contact(prefect_harness: None) -> None:
+    from flows.feedback_analysis import customer_feedback
+
+    payload = {"feedback_id": "fb-invalid", "contact": "13812345678"}
+
+    state = customer_feedback(feedback=payload, return_state=True)
+
+    assert state.is_failed()
+    flow_run_id = str(state.state_details.flow_run_id)
+
+    def read_logs() -> list[str]:
+        response = httpx.post(
+            f"{PREFECT_API_URL.value()}/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}},
+            timeout=10,
+        )
+        messages = [entry["message"] for entry in response.json()]
+        return messages if any("InvalidFeedbackError" in m for m in messages) else []
+
+    messages = wait_until(read_logs, 60, message="no error log for the flow run")
+    assert not [message for message in messages if "13812345678" in message]
+    assert "text: Field required" in (state.message or "")
 
 
 def test_rules_default_actions() -> None:
