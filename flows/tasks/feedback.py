@@ -3,7 +3,7 @@
 The analysis requests a `FeedbackAnalysis` from the configured LLM and falls back to
 the offline analyzer (`flows.tasks.sentiment`) when no LLM is configured or the call
 fails. The routing rules decide, per sentiment, whether a feedback also becomes a
-customer-service ticket or a message to the product team's Feishu group; every
+customer-service ticket or a message to the product team's Feishu group. Every
 feedback is stored.
 """
 
@@ -313,8 +313,8 @@ def analyze_feedback(
     return FeedbackAnalysis(**answer.model_dump(), analyzer=f"llm:{llm.model}")
 
 
-# NOTE: no Prefect retries, because analyze_feedback never raises on an LLM failure:
-# it falls back to the offline analyzer at once.
+# NOTE: no Prefect retries, because analyze_feedback catches every LLMError and
+# falls back to the offline analyzer at once.
 @task(name="analyze-feedback", cache_policy=NO_CACHE)
 def analyze_submission(
     submission: FeedbackSubmission, llm: LLMCredentials | None = None
