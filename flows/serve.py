@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.replay_failed_events import replay_failed_events
+from flows.feedback_analysis import customer_feedback
 from flows.supply_chain_delay import supply_chain_delay
 
 __all__ = ["NIGHTLY_REPLAY_CRON", "build_deployments", "main"]
@@ -26,6 +27,11 @@ def build_deployments() -> list:  # type: ignore[type-arg]
             description="Nightly replay of webhook events whose runs failed or crashed.",
             tags=["webhook", "maintenance"],
             cron=NIGHTLY_REPLAY_CRON,
+        ),
+        customer_feedback.to_deployment(
+            name="customer-feedback",
+            description="Customer feedback from product pages: ticket, Feishu, MySQL.",
+            tags=["webhook"],
         ),
     ]
 

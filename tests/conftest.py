@@ -40,7 +40,10 @@ MARIADB_SERVER_URL = os.environ.get(
 POSTGRES_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
 )
-SERVED_DEPLOYMENTS = ["supply-chain-delay/supply-chain-delay"]
+SERVED_DEPLOYMENTS = [
+    "supply-chain-delay/supply-chain-delay",
+    "customer-feedback/customer-feedback",
+]
 
 
 @pytest.fixture(scope="session")

@@ -400,7 +400,7 @@ def _ensure_demo_secrets(home: Path) -> list[str]:
             if name and value:
                 stored[name] = value
     notes = []
-    for name in ("DINGTALK_APP_SECRET", "SUPPLIER_HMAC_SECRET"):
+    for name in ("DINGTALK_APP_SECRET", "SUPPLIER_HMAC_SECRET", "FEEDBACK_HMAC_SECRET"):
         if os.environ.get(name):
             continue
         stored.setdefault(name, secrets.token_urlsafe(24))
@@ -419,6 +419,11 @@ def _describe_flow_defaults() -> list[str]:
         "tickets: local ticket store unless a Jira Credentials block named 'jira' exists",
         "extraction: offline rule parser unless an LLM Credentials block named 'llm' "
         "exists",
+        (
+            "customer feedback: offline sentiment analyzer, local ticket table and "
+            "local Feishu outbox unless blocks 'llm', 'jira-service' and "
+            "'feishu-product' exist"
+        ),
     ]
 
 

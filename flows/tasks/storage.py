@@ -11,7 +11,12 @@ from sqlalchemy import Engine, create_engine
 
 from blocks.database import MySQLCredentials
 
-__all__ = ["RecordsDatabase", "DEFAULT_RECORDS_BLOCK", "open_records_database", "load_block"]
+__all__ = [
+    "RecordsDatabase",
+    "DEFAULT_RECORDS_BLOCK",
+    "open_records_database",
+    "load_block",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,9 @@ def load_block(block_class: type, name: str | None):  # type: ignore[no-untyped-
         raise
 
 
-def open_records_database(block_name: str | None = DEFAULT_RECORDS_BLOCK) -> RecordsDatabase:
+def open_records_database(
+    block_name: str | None = DEFAULT_RECORDS_BLOCK,
+) -> RecordsDatabase:
     """Open the records database: the named MySQL block, else a SQLite file."""
     credentials = load_block(MySQLCredentials, block_name)
     if credentials is not None:

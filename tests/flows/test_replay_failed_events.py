@@ -190,7 +190,11 @@ def test_prefect_yaml_deployments() -> None:
     model = PrefectYamlModel.model_validate(raw)
     by_name = {deployment.name: deployment for deployment in model.deployments}
 
-    assert set(by_name) == {"supply-chain-delay", "replay-failed-events"}
+    assert set(by_name) == {
+        "supply-chain-delay",
+        "customer-feedback",
+        "replay-failed-events",
+    }
     replay = by_name["replay-failed-events"]
     assert replay.entrypoint == "flows/replay_failed_events.py:replay_failed_events"
     assert [schedule.cron for schedule in replay.schedules or []] == ["0 2 * * *"]

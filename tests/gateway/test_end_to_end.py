@@ -115,7 +115,9 @@ def _flow_run(api_url: str, flow_run_id: str) -> dict[str, Any]:
 
 def _runs_with_key(api_url: str, idempotency_key: str) -> list[dict[str, Any]]:
     runs = httpx.post(
-        f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=10
+        f"{api_url}/flow_runs/filter",
+        json={"flow_runs": {"idempotency_key": {"any_": [idempotency_key]}}},
+        timeout=10,
     ).json()
     return [run for run in runs if run.get("idempotency_key") == idempotency_key]
 
