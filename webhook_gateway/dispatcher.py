@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -158,17 +159,33 @@ class Dispatcher:
         logger.info("dispatcher %s stopped", self.owner)
 
     async def _run_rounds(self, client: PrefectClient) -> None:
+        # Run-state checks and retention run in a task of their own, so reading many
+        # run states never holds up the creation of new runs.
+        housekeeping = asyncio.create_task(self._run_housekeeping(client))
+        try:
+            while not self._stopping:
+                try:
+                    claimed = await self.dispatch_once(client)
+                except Exception:
+                    logger.exception("dispatcher round failed; retrying next round")
+                    claimed = 0
+                if claimed >= self._settings.dispatch_batch_size:
+                    continue
+                await self._sleep(self._settings.dispatch_interval_seconds)
+        finally:
+            housekeeping.cancel()
+            with suppress(asyncio.CancelledError):
+                await housekeeping
+
+    async def _run_housekeeping(self, client: PrefectClient) -> None:
+        interval = min(self._settings.run_check_interval_seconds, 1.0)
         while not self._stopping:
             try:
-                claimed = await self.dispatch_once(client)
                 await self._maybe_sync_statuses(client)
                 await self._maybe_purge_bodies()
             except Exception:
-                logger.exception("dispatcher round failed; retrying next round")
-                claimed = 0
-            if claimed >= self._settings.dispatch_batch_size:
-                continue
-            await self._sleep(self._settings.dispatch_interval_seconds)
+                logger.exception("dispatcher housekeeping failed; retrying")
+            await asyncio.sleep(interval)
 
     async def _sleep(self, seconds: float) -> None:
         try:
