@@ -55,8 +55,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Inbound webhooks for open-source Prefect.",
     )
     parser.add_argument(
-        "--routes", help="routes YAML file (default: $WEBHOOK_GATEWAY_ROUTES_FILE, "
-        "else the bundled demo routes)"
+        "--routes",
+        help="routes YAML file (default: $WEBHOOK_GATEWAY_ROUTES_FILE, "
+        "else the bundled demo routes)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
     parser.add_argument(
@@ -140,7 +141,9 @@ def _load_settings(args: argparse.Namespace) -> GatewaySettings:
         )
         if value is not None
     }
-    settings = settings.model_copy(update={"home": settings.home.resolve(), **overrides})
+    settings = settings.model_copy(
+        update={"home": settings.home.resolve(), **overrides}
+    )
     os.environ["WEBHOOK_GATEWAY_HOME"] = str(settings.home)
     return settings
 
@@ -290,7 +293,9 @@ def _command_up(args: argparse.Namespace) -> int:
         api_url = _ensure_prefect_server(settings.home, children, defaults)
         os.environ["PREFECT_API_URL"] = api_url
         if settings.routes_file is None:
-            defaults.append("bundled demo routes (webhook_gateway/examples/routes.yaml)")
+            defaults.append(
+                "bundled demo routes (webhook_gateway/examples/routes.yaml)"
+            )
             defaults.extend(_ensure_demo_secrets(settings.home))
         if not settings.database_url:
             defaults.append(f"inbox: SQLite {settings.effective_database_url}")
@@ -366,8 +371,15 @@ def _ensure_prefect_server(
         children.append(
             subprocess.Popen(
                 [
-                    sys.executable, "-m", "prefect", "server", "start",
-                    "--host", "127.0.0.1", "--port", str(LOCAL_PREFECT_PORT),
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(LOCAL_PREFECT_PORT),
                 ],
                 env=env,
                 stdout=log_file,
@@ -379,7 +391,9 @@ def _ensure_prefect_server(
         if children[-1].poll() is not None:
             raise _CommandError(f"the Prefect server exited; see {log_path}")
         if _prefect_is_healthy(local_url):
-            defaults.append(f"Prefect: local server with SQLite in {env['PREFECT_HOME']}")
+            defaults.append(
+                f"Prefect: local server with SQLite in {env['PREFECT_HOME']}"
+            )
             return local_url
         time.sleep(1)
     raise _CommandError(
@@ -407,28 +421,61 @@ def _ensure_demo_secrets(home: Path) -> list[str]:
         os.environ[name] = stored[name]
         notes.append(f"{name}: generated demo secret stored in {path}")
     if notes:
-        path.write_text("".join(f"{k}={v}\n" for k, v in stored.items()), encoding="utf-8")
+        path.write_text(
+            "".join(f"{k}={v}\n" for k, v in stored.items()), encoding="utf-8"
+        )
         path.chmod(0o600)
     return notes
 
 
+# What each flow block replaces: (block class path, block name, embedded default).
+_FLOW_BLOCKS = (
+    ("blocks.database:MySQLCredentials", "records-db", "records in SQLite"),
+    ("blocks.llm:LLMCredentials", "llm", "offline rule parser and sentiment analyzer"),
+    ("blocks.jira:JiraCredentials", "jira", "delay tickets in a local ticket table"),
+    (
+        "blocks.jira:JiraCredentials",
+        "jira-service",
+        "feedback tickets in a local table",
+    ),
+    ("blocks.tms:TMSCredentials", "tms", "a shipments table with demo shipments"),
+    ("blocks.smtp:SMTPCredentials", "smtp", "customer notices to a local outbox"),
+    ("blocks.feishu:FeishuBotCredentials", "feishu-product", "a local Feishu outbox"),
+)
+
+
 def _describe_flow_defaults() -> list[str]:
-    """Say which embedded defaults the flows will use (the flows decide at run time)."""
-    return [
-        "records: SQLite unless a MySQL Credentials block named 'records-db' exists",
-        "tickets: local ticket store unless a Jira Credentials block named 'jira' exists",
-        "extraction: offline rule parser unless an LLM Credentials block named 'llm' "
-        "exists",
-        (
-            "customer feedback: offline sentiment analyzer, local ticket table and "
-            "local Feishu outbox unless blocks 'llm', 'jira-service' and "
-            "'feishu-product' exist"
-        ),
-    ]
+    """Check which flow blocks exist on the Prefect server and list the defaults.
+
+    The flows make the same check when they run, so a block saved later takes
+    effect from the next run on.
+    """
+    import importlib
+
+    from flows.tasks.storage import load_block
+
+    lines = []
+    for class_path, name, default in _FLOW_BLOCKS:
+        module_name, _, class_name = class_path.partition(":")
+        block_class = getattr(importlib.import_module(module_name), class_name)
+        try:
+            block = load_block(block_class, name)
+        except (ValueError, httpx.HTTPError) as exc:
+            lines.append(f"{default} (block {name!r} could not be read: {exc})")
+            continue
+        if block is None:
+            lines.append(
+                f"{default} (no {block_class.get_block_type_name()} block "
+                f"named {name!r})"
+            )
+    return lines
 
 
 def _print_banner(
-    settings: GatewaySettings, api_url: str, routes: dict, defaults: list[str]  # type: ignore[type-arg]
+    settings: GatewaySettings,
+    api_url: str,
+    routes: dict,
+    defaults: list[str],  # type: ignore[type-arg]
 ) -> None:
     from webhook_gateway.dispatcher import prefect_ui_url
     from webhook_gateway.signing import signed_curl

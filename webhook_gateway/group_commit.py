@@ -3,9 +3,10 @@
 Each request thread hands its row to `GroupCommitter.insert` and blocks until the
 row is committed. The first waiting thread becomes the writer: it takes every row
 queued so far, inserts them in one transaction, and wakes their threads. Rows that
-arrive meanwhile form the next batch. A request is therefore still answered only
-after its own row is committed, but a burst of N deliveries costs one commit
-instead of N, which is what limits a durable insert on SQLite and MySQL.
+arrive meanwhile form the next batch. A request still gets its response only after
+its own row is committed, but a burst of N deliveries costs one commit instead of
+N. The commit's flush to disk is the slowest step of a durable insert on SQLite and
+MySQL.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["GroupCommitter"]
 
 logger = logging.getLogger(__name__)
 
-# Rows in one transaction at most; larger bursts are written as several batches.
+# Maximum rows per transaction; a larger burst is written as several batches.
 MAX_BATCH_ROWS = 500
 
 
