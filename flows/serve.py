@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import serve
 
-from flows.replay_failed_events import replay_failed_events
 from flows.feedback_analysis import customer_feedback
+from flows.replay_failed_events import replay_failed_events
 from flows.supply_chain_delay import supply_chain_delay
 
 __all__ = ["NIGHTLY_REPLAY_CRON", "build_deployments", "main"]

@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
-from tests.support.processes import (  # noqa: E402
+from tests.support.processes import (
     PrefectServerProcess,
     ServedFlowsProcess,
     free_port,
@@ -27,12 +27,12 @@ _PREFECT_PORT = free_port()
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
 os.environ["WEBHOOK_GATEWAY_HOME"] = str(_SESSION_HOME / "test-process-home")
 
-import pytest  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import pytest
+import sqlalchemy as sa
 
 # These import Prefect, so they come after PREFECT_API_URL is set.
-from tests.servers.jira_server import JiraServer  # noqa: E402
-from tests.servers.tms_server import TMSServer  # noqa: E402
+from tests.servers.jira_server import JiraServer
+from tests.servers.tms_server import TMSServer
 
 MARIADB_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"

@@ -104,7 +104,9 @@ class RouteConfig(BaseModel):
         description="Jinja2 expression; events for which it is false are ignored.",
     )
     max_body_bytes: int = Field(
-        default=1024 * 1024, gt=0, description="Bodies larger than this are rejected with 413."
+        default=1024 * 1024,
+        gt=0,
+        description="Bodies larger than this are rejected with 413.",
     )
     example: str | None = Field(
         default=None,
@@ -205,5 +207,7 @@ def resolve_secret(ref: SecretRef) -> str:
         ) from exc
     value = secret.get()
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"Prefect Secret block {ref.block!r} contains no string value")
+        raise ConfigError(
+            f"Prefect Secret block {ref.block!r} contains no string value"
+        )
     return value

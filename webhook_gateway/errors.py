@@ -1,16 +1,16 @@
 """Errors the gateway answers with, each carrying its HTTP status.
 
-    GatewayError
-    ├── RouteNotFoundError      404
-    ├── SignatureError          401
-    ├── PayloadError            400
-    ├── PayloadTooLargeError    413
-    ├── TemplateError           422
-    ├── EventNotFoundError      404
-    ├── InvalidQueryError       400
-    ├── ReplayConflictError     409
-    ├── AdminTokenError         401
-    └── AdminDisabledError      503
+GatewayError
+├── RouteNotFoundError      404
+├── SignatureError          401
+├── PayloadError            400
+├── PayloadTooLargeError    413
+├── TemplateError           422
+├── EventNotFoundError      404
+├── InvalidQueryError       400
+├── ReplayConflictError     409
+├── AdminTokenError         401
+└── AdminDisabledError      503
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ MAX_BATCH_ROWS = 500
 
 
 class _PendingRow:
-    __slots__ = ("values", "done", "created", "error")
+    __slots__ = ("created", "done", "error", "values")
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
@@ -86,8 +86,8 @@ class GroupCommitter:
             # A redelivery is in the batch: insert row by row to find which.
             self._write_one_by_one(batch)
             return
-        except Exception as exc:
-            # Every waiting thread re-raises this in its own request.
+        except Exception as exc:  # noqa: BLE001
+            # Any error is handed to every waiting thread, which re-raises it.
             logger.warning("group insert of %d rows failed: %s", len(batch), exc)
             self._finish(batch, error=exc)
             return
@@ -99,7 +99,7 @@ class GroupCommitter:
                 self._insert_one(row.values)
             except IntegrityError:
                 row.created = False
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 row.error = exc
             else:
                 row.created = True

@@ -542,7 +542,7 @@ _NOT_PART_NUMBER = re.compile(
     r"|^COVID-19$"
 )
 _ORDER_NUMBER_BEFORE = re.compile(
-    r"(?:订单|单号|order|PO)\s*(?:号|no\.?|#|:)?\s*$", re.I
+    r"(?:订单|单号|order|PO)\s*(?:号|no\.?|#|:)?\s*$", re.IGNORECASE
 )
 
 

@@ -12,10 +12,10 @@ from sqlalchemy import Engine, create_engine
 from blocks.database import MySQLCredentials
 
 __all__ = [
-    "RecordsDatabase",
     "DEFAULT_RECORDS_BLOCK",
-    "open_records_database",
+    "RecordsDatabase",
     "load_block",
+    "open_records_database",
 ]
 
 logger = logging.getLogger(__name__)

@@ -569,7 +569,9 @@ def test_not_a_delay_no_ticket(
     )[0]
     assert not record["is_delay"]
     assert record["ticket_key"] is None
-    assert LocalTicketStore(records_engine).find_by_label(ticket_label(event_id)) is None
+    assert (
+        LocalTicketStore(records_engine).find_by_label(ticket_label(event_id)) is None
+    )
     assert "Not a delay" in _latest_artifact(api_url, artifact_key(event_id))
 
 

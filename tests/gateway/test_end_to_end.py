@@ -49,9 +49,7 @@ def _write_routes(directory: Path, records_block: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sqlite_gateway(
-    served_flows: Any, session_home: Path
-) -> Iterator[GatewayProcess]:
+def sqlite_gateway(served_flows: Any, session_home: Path) -> Iterator[GatewayProcess]:
     gateway = GatewayProcess(
         "gateway-sqlite",
         session_home,
@@ -70,7 +68,10 @@ def mariadb_records_block(mariadb_url: str) -> str:
 
     url = sa.engine.make_url(mariadb_url)
     MySQLCredentials(
-        host=url.host, port=url.port or 3306, username=url.username, database=url.database
+        host=url.host,
+        port=url.port or 3306,
+        username=url.username,
+        database=url.database,
     ).save("e2e-mariadb-records", overwrite=True)
     return "e2e-mariadb-records"
 
@@ -92,7 +93,9 @@ def mariadb_gateway(
     gateway.stop()
 
 
-def _post(gateway: GatewayProcess, payload: Any, headers: dict[str, str]) -> httpx.Response:
+def _post(
+    gateway: GatewayProcess, payload: Any, headers: dict[str, str]
+) -> httpx.Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return httpx.post(
         f"{gateway.url}/hooks/{ROUTE}", content=body, headers=headers, timeout=10
@@ -140,7 +143,9 @@ def _inbox_count(url: str) -> int:
     try:
         with engine.connect() as connection:
             return int(
-                connection.execute(sa.text("SELECT COUNT(*) FROM webhook_events")).scalar()
+                connection.execute(
+                    sa.text("SELECT COUNT(*) FROM webhook_events")
+                ).scalar()
             )
     finally:
         engine.dispose()
@@ -190,7 +195,9 @@ def test_dingtalk_to_completed_run_mariadb(
     engine = sa.create_engine(mariadb_url)
     with engine.connect() as connection:
         stored = connection.execute(
-            sa.text("SELECT status, flow_run_id FROM webhook_events WHERE event_id = :id"),
+            sa.text(
+                "SELECT status, flow_run_id FROM webhook_events WHERE event_id = :id"
+            ),
             {"id": payload["msgId"]},
         ).one()
     engine.dispose()
@@ -212,7 +219,9 @@ def test_redelivery_gives_one_event_one_run(sqlite_gateway: GatewayProcess) -> N
     assert [run["id"] for run in runs] == [event["flow_run_id"]]
 
 
-def test_bad_signature_stores_nothing(mariadb_gateway: GatewayProcess, mariadb_url: str) -> None:
+def test_bad_signature_stores_nothing(
+    mariadb_gateway: GatewayProcess, mariadb_url: str
+) -> None:
     before = _inbox_count(mariadb_url)
     headers = dingtalk_headers("not the secret")
 
@@ -224,7 +233,9 @@ def test_bad_signature_stores_nothing(mariadb_gateway: GatewayProcess, mariadb_u
 
 
 def test_missing_signature_rejected(sqlite_gateway: GatewayProcess) -> None:
-    response = _post(sqlite_gateway, dingtalk_payload(), {"content-type": "application/json"})
+    response = _post(
+        sqlite_gateway, dingtalk_payload(), {"content-type": "application/json"}
+    )
 
     assert response.status_code == 401
     assert response.json()["reason"] == "missing_header"
@@ -261,4 +272,3 @@ def test_invalid_json_400(sqlite_gateway: GatewayProcess) -> None:
     body = response.json()
     assert body["error"] == "invalid_payload"
     assert "JSON" in body["message"]
-

@@ -11,7 +11,7 @@ from typing import Any
 
 from webhook_gateway.verification.dingtalk import dingtalk_sign
 
-__all__ = ["dingtalk_payload", "dingtalk_headers"]
+__all__ = ["dingtalk_headers", "dingtalk_payload"]
 
 _PAYLOAD_PATH = Path("shared") / "payloads" / "dingtalk_robot_callback.json"
 # shared/ lies beside the repository; a git worktree sits one folder deeper, so

@@ -73,7 +73,9 @@ class _Process:
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(
+            self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        )
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -116,7 +118,9 @@ class _Process:
             if _healthy(url):
                 return
             time.sleep(0.3)
-        raise TimeoutError(f"{self.name} not healthy in {timeout} s:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"{self.name} not healthy in {timeout} s:\n{self.log_tail()}"
+        )
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -159,8 +163,15 @@ class PrefectServerProcess(_Process):
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self._spawn(
             [
-                sys.executable, "-m", "prefect", "server", "start",
-                "--host", "127.0.0.1", "--port", str(self.port),
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
             ],
             env,
         )
@@ -233,7 +244,14 @@ class GatewayProcess(_Process):
 
     def start(self, timeout: float = 60) -> None:
         self._spawn(
-            [sys.executable, "-m", "webhook_gateway", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "webhook_gateway",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             self.env,
         )
         self._wait_healthy(f"{self.url}/healthz", timeout)
