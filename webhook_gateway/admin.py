@@ -348,6 +348,7 @@ async def replay_events(request: Request, state: GatewayStateDep) -> dict[str, A
     return await run_in_threadpool(_replay_many, state, options)
 
 
+@replay_router.get("/routes")
 @admin_router.get("/routes")
 async def list_routes(state: GatewayStateDep) -> dict[str, Any]:
     """List the configured routes with their URLs, schemes and deployments."""

@@ -98,7 +98,7 @@ def _admin_endpoints(client: TestClient) -> list[tuple[str, str]]:
     return [
         (method.upper(), path.replace("{id}", "some-id"))
         for path, operations in paths.items()
-        if path.startswith("/admin") or path.endswith("/replay")
+        if path.startswith("/admin") or path.endswith("/replay") or path == "/routes"
         for method in operations
     ]
 
@@ -117,7 +117,7 @@ def test_admin_rejects_missing_token(client: TestClient) -> None:
         for method, path in endpoints
     }
 
-    assert len(endpoints) == 6
+    assert len(endpoints) == 7
     assert {answer.status_code for answer in answers.values()} == {401}
     assert {answer.status_code for answer in wrong.values()} == {401}
     assert all(a.json()["error"] == "admin_token_invalid" for a in answers.values())
@@ -250,7 +250,9 @@ def test_admin_bulk_replay(client: TestClient) -> None:
 
 def test_admin_routes_listed(client: TestClient) -> None:
     answer = _admin(client, "GET", "/admin/routes").json()
+    short_path = _admin(client, "GET", "/routes").json()
 
+    assert short_path == answer
     assert answer["routes"] == [
         {
             "name": "orders",
