@@ -70,22 +70,34 @@ DEFAULT_LATENCY_RATE = 10.0
 
 def _dispatcher_concurrency() -> int:
     """Read the dispatcher's create concurrency, so the baseline uses the same."""
-    from webhook_gateway import dispatcher
+    from webhook_gateway.settings import GatewaySettings
 
-    return int(dispatcher.CONCURRENT_CREATES)
+    return int(GatewaySettings().dispatch_concurrency)
 
 
-def prefect_server(directory: Path) -> tuple[ServerProcess, str]:
-    """Return a Prefect server process with its own SQLite database, and its API URL."""
+def prefect_server(directory: Path) -> tuple[ServerProcess, str, str | None]:
+    """Return a Prefect server process, its API URL and its PostgreSQL URL (or None).
+
+    The database is a fresh PostgreSQL one when the local server is reachable,
+    because Prefect on SQLite answers 503 under concurrent run creation; else SQLite.
+    """
+    from tests.support.postgres import create_postgres_database
+
     port = free_port()
     env = base_env(PREFECT_HOME=str(directory / "prefect"))
     env.pop("PREFECT_API_URL", None)
+    database_url = create_postgres_database()
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+        logger.info("Prefect server database: PostgreSQL %s", database_url)
+    else:
+        logger.info("Prefect server database: SQLite (no PostgreSQL reachable)")
     command = [
         sys.executable, "-m", "prefect", "server", "start",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     server = ServerProcess("prefect-server", command, env)
-    return server, f"http://127.0.0.1:{port}/api"
+    return server, f"http://127.0.0.1:{port}/api", database_url
 
 
 async def create_unserved_deployment() -> uuid.UUID:
@@ -423,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     running_runs = args.running_runs or (3 if args.quick else 10)
     backends = [value.strip() for value in args.backends.split(",") if value.strip()]
     directory = Path(tempfile.mkdtemp(prefix="wg-bench-dispatch-"))
-    server, api_url = prefect_server(directory)
+    server, api_url, prefect_database_url = prefect_server(directory)
     # Prefect reads PREFECT_API_URL when it is first imported, which must come
     # after this line: machine_info() imports it.
     os.environ["PREFECT_API_URL"] = api_url
@@ -514,6 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results["running"] = to_running
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        if prefect_database_url:
+            from tests.support.postgres import drop_postgres_database
+
+            drop_postgres_database(prefect_database_url)
     save_results("dispatch", results)
     return 0
 

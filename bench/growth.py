@@ -73,6 +73,7 @@ def _seed_row(number: int, now: datetime, columns: set[str]) -> dict[str, Any]:
         "lease_expires_at": None,
         "last_error": None,
         "flow_run_id": str(uuid.uuid4()),
+        "replay_count": 0,
     }
     return {key: value for key, value in row.items() if key in columns}
 

@@ -6,7 +6,6 @@ process, the gateways and the served flows all talk to the same test server.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import uuid
@@ -16,6 +15,10 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
+from tests.support.postgres import (
+    create_postgres_database,
+    drop_postgres_database,
+)
 from tests.support.processes import (
     PrefectServerProcess,
     ServedFlowsProcess,
@@ -37,9 +40,6 @@ from tests.servers.tms_server import TMSServer
 MARIADB_SERVER_URL = os.environ.get(
     "WEBHOOK_GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
-POSTGRES_SERVER_URL = os.environ.get(
-    "WEBHOOK_GATEWAY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
-)
 SERVED_DEPLOYMENTS = [
     "supply-chain-delay/supply-chain-delay",
     "customer-feedback/customer-feedback",
@@ -51,42 +51,6 @@ def session_home() -> Path:
     return _SESSION_HOME
 
 
-def _create_postgres_database(server_url: str) -> str | None:
-    """Create a fresh PostgreSQL database and return its asyncpg URL, or None."""
-    import asyncpg
-
-    name = f"prefect_test_{uuid.uuid4().hex[:10]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(server_url, timeout=5)
-        try:
-            await connection.execute(f"CREATE DATABASE {name}")
-        finally:
-            await connection.close()
-
-    try:
-        asyncio.run(create())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    base = server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base.rsplit('/', 1)[0]}/{name}"
-
-
-def _drop_postgres_database(server_url: str, database_url: str) -> None:
-    import asyncpg
-
-    name = database_url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(server_url, timeout=5)
-        try:
-            await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(scope="session")
 def prefect_server(session_home: Path) -> Iterator[PrefectServerProcess]:
     """The session's Prefect server, on PostgreSQL when one is reachable.
@@ -94,13 +58,13 @@ def prefect_server(session_home: Path) -> Iterator[PrefectServerProcess]:
     Under the load tests, Prefect on SQLite answers 503 "database is locked", so
     the suite uses the local PostgreSQL when it can and SQLite otherwise.
     """
-    database_url = _create_postgres_database(POSTGRES_SERVER_URL)
+    database_url = create_postgres_database()
     server = PrefectServerProcess(session_home, _PREFECT_PORT, database_url)
     server.start()
     yield server
     server.stop()
     if database_url:
-        _drop_postgres_database(POSTGRES_SERVER_URL, database_url)
+        drop_postgres_database(database_url)
 
 
 @pytest.fixture(scope="session")

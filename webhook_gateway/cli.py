@@ -7,6 +7,7 @@ gateway (and with it Prefect) only after `up` has chosen the API URL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
@@ -30,12 +31,17 @@ logger = logging.getLogger("webhook_gateway.cli")
 
 LOCAL_PREFECT_PORT = 4200
 PREFECT_START_TIMEOUT_SECONDS = 90
+CHILD_STOP_TIMEOUT_SECONDS = 20
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level, args.log_format)
+    # Commands that print a result keep stderr quiet unless asked.
+    quiet = args.handler not in (_command_up, _command_serve, _command_dispatch)
+    _configure_logging(
+        args.log_level or ("WARNING" if quiet else "INFO"), args.log_format
+    )
     if args.routes:
         os.environ["WEBHOOK_GATEWAY_ROUTES_FILE"] = str(Path(args.routes).resolve())
     try:
@@ -59,7 +65,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="routes YAML file (default: $WEBHOOK_GATEWAY_ROUTES_FILE, "
         "else the bundled demo routes)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    parser.add_argument(
+        "--log-level",
+        help="logging level (default: INFO for up, serve and dispatch, else WARNING)",
+    )
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -160,12 +169,24 @@ def _build_routes(settings: GatewaySettings):  # type: ignore[no-untyped-def]
         raise _CommandError(str(exc)) from None
 
 
+def _require_prefect_api_url() -> None:
+    # Without it, Prefect's client starts a temporary server of its own, which no
+    # worker serves, so every event would wait for a deployment that never exists.
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _CommandError(
+            "PREFECT_API_URL is not set; point it at your Prefect server, for "
+            "example http://127.0.0.1:4200/api, or run 'webhook-gateway up' to "
+            "start a local one"
+        )
+
+
 def _command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from webhook_gateway.app import create_app
     from webhook_gateway.config import ConfigError
 
+    _require_prefect_api_url()
     settings = _load_settings(args)
     try:
         app = create_app(settings)
@@ -187,6 +208,7 @@ def _command_dispatch(args: argparse.Namespace) -> int:
     from webhook_gateway.dispatcher import Dispatcher
     from webhook_gateway.inbox import Inbox, create_inbox_engine
 
+    _require_prefect_api_url()
     settings = _load_settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
     inbox = Inbox(create_inbox_engine(settings.effective_database_url))
@@ -279,14 +301,10 @@ def _command_up(args: argparse.Namespace) -> int:
     children: list[subprocess.Popen[bytes]] = []
 
     def stop_children(*_args: object) -> None:
+        # Newest first: the runner and its flow-run processes stop while the Prefect
+        # server is still up to record their final states, then the server stops.
         for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            _stop_process_group(child)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -308,7 +326,11 @@ def _command_up(args: argparse.Namespace) -> int:
             ),
         }
         children.append(
-            subprocess.Popen([sys.executable, "-m", "flows.serve"], env=runner_env)
+            subprocess.Popen(
+                [sys.executable, "-m", "flows.serve"],
+                env=runner_env,
+                start_new_session=True,
+            )
         )
 
         import uvicorn
@@ -332,6 +354,30 @@ def _command_up(args: argparse.Namespace) -> int:
     finally:
         stop_children()
     return 0
+
+
+def _stop_process_group(child: subprocess.Popen[bytes]) -> None:
+    """Terminate a child started in its own session, with everything it started.
+
+    The children get their own sessions, so a Ctrl+C in the terminal reaches only
+    `up`, which then stops them in order instead of all at once.
+    """
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=CHILD_STOP_TIMEOUT_SECONDS)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        logger.warning(
+            "process %d did not stop within %d s; killing it",
+            child.pid,
+            CHILD_STOP_TIMEOUT_SECONDS,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
 
 
 def _prefect_is_healthy(api_url: str) -> bool:
@@ -384,6 +430,7 @@ def _ensure_prefect_server(
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
     deadline = time.monotonic() + PREFECT_START_TIMEOUT_SECONDS

@@ -53,7 +53,15 @@ _STATE_TO_STATUS = {
     "CRASHED": EventStatus.CRASHED,
     "CANCELLED": EventStatus.CANCELLED,
 }
-_RETRYABLE_ERRORS = (httpx.HTTPError, ObjectNotFound, OSError)
+
+
+class DeploymentNotFoundError(Exception):
+    """The route's deployment does not exist on the Prefect server (yet)."""
+
+
+# A missing deployment is retried too: `up` and fleets often start the gateway
+# before the flows are served.
+_RETRYABLE_ERRORS = (httpx.HTTPError, ObjectNotFound, DeploymentNotFoundError, OSError)
 # Errors that mean Prefect cannot be reached at all: the rest of the round fails
 # fast with the same error instead of each waiting for its own connect timeout.
 _UNREACHABLE_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -329,7 +337,14 @@ class Dispatcher:
         cached = self._deployment_ids.get(name)
         if cached is not None:
             return cached
-        deployment = await client.read_deployment_by_name(name)
+        try:
+            deployment = await client.read_deployment_by_name(name)
+        except ObjectNotFound as exc:
+            raise DeploymentNotFoundError(
+                f"deployment {name!r} was not found on the Prefect server at "
+                f"{client.api_url}; serve it (python -m flows.serve) or deploy it "
+                "(prefect deploy), and the gateway retries"
+            ) from exc
         self._deployment_ids[name] = deployment.id
         return deployment.id
 

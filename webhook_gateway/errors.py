@@ -95,3 +95,8 @@ class AdminTokenError(GatewayError):
 class AdminDisabledError(GatewayError):
     status_code = 503
     error = "admin_api_disabled"
+
+
+class MethodNotAllowedError(GatewayError):
+    status_code = 405
+    error = "method_not_allowed"

@@ -69,3 +69,5 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Alembic reports every migration step at INFO on each start; warnings stay.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))

@@ -15,6 +15,7 @@ from webhook_gateway.dispatcher import event_log_extra, flow_run_url
 from webhook_gateway.errors import (
     EventNotFoundError,
     GatewayError,
+    MethodNotAllowedError,
     PayloadTooLargeError,
 )
 from webhook_gateway.inbox import EventRecord, EventStatus
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
+# Schemes with a GET handshake (WeCom's URL check) list their own `http_methods`.
+DEFAULT_HOOK_METHODS = ("POST",)
+
 
 @router.api_route("/hooks/{route}", methods=["GET", "POST"], status_code=202)
 async def receive_webhook(
@@ -38,6 +42,7 @@ async def receive_webhook(
     metrics = state.metrics
     metrics.received.labels(route=route.name).inc()
     try:
+        _check_method(request.method, route)
         body = await read_limited_body(request, route.config.max_body_bytes)
         delivery = Delivery(
             method=request.method,
@@ -102,6 +107,16 @@ async def read_metrics(state: GatewayStateDep) -> Response:
     """Return the gateway's metrics in the Prometheus text format."""
     payload = await run_in_threadpool(generate_latest, state.metrics.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_method(method: str, route: Route) -> None:
+    allowed = getattr(route.verifier, "http_methods", DEFAULT_HOOK_METHODS)
+    if method not in allowed:
+        raise MethodNotAllowedError(
+            f"route {route.name!r} (scheme {route.config.scheme!r}) accepts "
+            f"{' and '.join(allowed)} only; send the delivery with POST",
+            allowed=list(allowed),
+        )
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.gateway.conftest import to_delivery, with_header
-from tests.support.dingtalk import SHARED_PAYLOAD
+from tests.support.dingtalk import SHARED_PAYLOAD, UPSTREAM_PAYLOAD
 from webhook_gateway.verification import Delivery, VerificationError
 from webhook_gateway.verification.dingtalk import DingTalkVerifier, dingtalk_sign
 
@@ -51,6 +51,17 @@ def test_dingtalk_payload_fixture() -> None:
     verifier = DingTalkVerifier([SECRET])
     verified = verifier.verify(to_delivery(verifier.sign(body, now=NOW)), now=NOW)
     assert verified.event_id == "msgEXAMPLE0001"
+
+
+@pytest.mark.skipif(
+    UPSTREAM_PAYLOAD is None, reason="the shared data folder is not beside the checkout"
+)
+def test_dingtalk_payload_matches_upstream() -> None:
+    assert UPSTREAM_PAYLOAD is not None
+    bundled = json.loads(SHARED_PAYLOAD.read_text(encoding="utf-8"))
+    upstream = json.loads(UPSTREAM_PAYLOAD.read_text(encoding="utf-8"))
+
+    assert bundled == upstream
 
 
 def test_dingtalk_event_id_absent() -> None:

@@ -402,3 +402,17 @@ def test_ingest_unknown_route(client: Any) -> None:
     test_client, _, _ = client
     response = test_client.post("/hooks/missing", content=b"{}")
     assert response.status_code == 404
+
+
+def test_ingest_get_rejected_for_post_scheme(client: Any) -> None:
+    test_client, inbox, routes = client
+    before = inbox.count_by_status()
+
+    response = test_client.get("/hooks/github")
+
+    assert response.status_code == 405
+    body = response.json()
+    assert body["error"] == "method_not_allowed"
+    assert body["allowed"] == ["POST"]
+    assert "POST" in body["message"]
+    assert inbox.count_by_status() == before

@@ -1,4 +1,4 @@
-"""Signed DingTalk deliveries built from the shared example payload."""
+"""Signed DingTalk deliveries built from the example callback payload."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ from typing import Any
 
 from webhook_gateway.verification.dingtalk import dingtalk_sign
 
-__all__ = ["dingtalk_headers", "dingtalk_payload"]
+__all__ = ["SHARED_PAYLOAD", "UPSTREAM_PAYLOAD", "dingtalk_headers", "dingtalk_payload"]
 
-_PAYLOAD_PATH = Path("shared") / "payloads" / "dingtalk_robot_callback.json"
-# shared/ lies beside the repository; a git worktree sits one folder deeper, so
-# take the nearest ancestor that has it.
-SHARED_PAYLOAD = next(
+# The example callback ships with the tests, so a clone without the project's
+# shared data folder still runs them. When that folder sits beside the checkout
+# (in CI, or a git worktree one level deeper), a test checks the two are equal.
+SHARED_PAYLOAD = (
+    Path(__file__).resolve().parents[1] / "data" / "dingtalk_robot_callback.json"
+)
+_UPSTREAM_PATH = Path("shared") / "payloads" / "dingtalk_robot_callback.json"
+UPSTREAM_PAYLOAD = next(
     (
-        folder / _PAYLOAD_PATH
+        folder / _UPSTREAM_PATH
         for folder in Path(__file__).resolve().parents[2:]
-        if (folder / _PAYLOAD_PATH).is_file()
+        if (folder / _UPSTREAM_PATH).is_file()
     ),
-    Path(__file__).resolve().parents[3] / _PAYLOAD_PATH,
+    None,
 )
 
 

@@ -124,6 +124,8 @@ class WeComVerifier:
     """
 
     scheme: ClassVar[str] = "wecom"
+    # WeCom checks the callback URL with a GET before it sends events by POST.
+    http_methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
 
     def __init__(
         self,
