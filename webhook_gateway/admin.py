@@ -287,6 +287,16 @@ def _replay_many(state: GatewayState, request: BulkReplayRequest) -> dict[str, A
     }
 
 
+def _check_statuses(statuses: list[str]) -> None:
+    valid = [status.value for status in EventStatus]
+    invalid = [status for status in statuses if status not in valid]
+    if invalid:
+        raise InvalidQueryError(
+            f"query parameter 'status' has invalid values {invalid!r}; "
+            f"valid statuses: {', '.join(valid)}"
+        )
+
+
 @admin_router.get("/events")
 async def list_events(
     state: GatewayStateDep,
@@ -300,6 +310,7 @@ async def list_events(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """List events newest first, filtered by route, status, time, ids; paged by cursor."""
+    _check_statuses(status or [])
     query = EventQuery(
         route=route,
         statuses=status or (),

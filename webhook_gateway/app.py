@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from webhook_gateway.admin import admin_router, replay_router
 from webhook_gateway.config import GatewayConfig, load_config
 from webhook_gateway.dispatcher import Dispatcher
-from webhook_gateway.errors import GatewayError
+from webhook_gateway.errors import (
+    GatewayError,
+    InvalidQueryError,
+    describe_http_error,
+    describe_validation_error,
+)
 from webhook_gateway.inbox import Inbox, create_inbox_engine
 from webhook_gateway.metrics import GatewayMetrics
 from webhook_gateway.registry import build_routes
@@ -67,5 +74,21 @@ def create_app(
     @app.exception_handler(GatewayError)
     async def handle_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+    # FastAPI's own errors (no such path, wrong method, invalid query parameter)
+    # get the same {"error", "message"} body as the gateway's.
+    @app.exception_handler(HTTPException)
+    async def handle_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        body = describe_http_error(
+            exc.status_code, exc.detail, request.method, request.url.path, exc.headers
+        )
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation_error(
+        request: Request, exc: RequestValidationError
+    ) -> JSONResponse:
+        error = InvalidQueryError(describe_validation_error(exc.errors()))
+        return JSONResponse(error.to_json(), status_code=error.status_code)
 
     return app

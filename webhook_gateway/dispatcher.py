@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
@@ -104,6 +105,15 @@ def event_log_extra(
 ) -> dict[str, Any]:
     """Return the `extra=` fields every log line about an event carries."""
     return {"event_id": event_id, "route": route, "flow_run_id": flow_run_id, **fields}
+
+
+def _describe_state(flow_run: FlowRun) -> str:
+    """Return a run's state name and message, such as "Failed: Flow run ..."."""
+    state = flow_run.state
+    if state is None:
+        return flow_run.state_name or "unknown state"
+    name = state.name or state.type.value.title()
+    return f"{name}: {state.message}" if state.message else name
 
 
 def _job_extra(job: DispatchJob, flow_run_id: str | None = None) -> dict[str, Any]:
@@ -472,13 +482,17 @@ class Dispatcher:
             limit=len(by_run),
         )
         states: dict[str, EventStatus] = {}
+        errors: dict[str, str] = {}
         for flow_run in flow_runs:
             check = by_run[str(flow_run.id)]
             state_type = flow_run.state_type.value if flow_run.state_type else ""
             status = _STATE_TO_STATUS.get(state_type)
             if status is not None and status.value != check.status:
                 states[check.flow_run_id] = status
-        changed = await asyncio.to_thread(self._inbox.apply_run_states, checks, states)
+                errors[check.flow_run_id] = _describe_state(flow_run)
+        changed = await asyncio.to_thread(
+            self._inbox.apply_run_states, checks, states, errors
+        )
         for run_id, status in states.items():
             check: RunCheck = by_run[run_id]
             logger.info(

@@ -96,6 +96,14 @@ REPLAYABLE_STATUSES = (
     EventStatus.DEAD.value,
 )
 MAX_PAGE_SIZE = 500
+# Statuses whose run ended without success; the run's state message is kept for them.
+UNSUCCESSFUL_RUN_STATUSES = (
+    EventStatus.FAILED,
+    EventStatus.CRASHED,
+    EventStatus.CANCELLED,
+)
+# A run's state message can hold a whole traceback; keep its start.
+MAX_RUN_ERROR_LENGTH = 2000
 
 events_table = sa.Table(
     "webhook_events",
@@ -326,6 +334,12 @@ class EventQuery:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _truncate_error(error: str) -> str:
+    if len(error) <= MAX_RUN_ERROR_LENGTH:
+        return error
+    return error[: MAX_RUN_ERROR_LENGTH - 1] + "…"
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -858,13 +872,21 @@ class Inbox:
         return [RunCheck(row[0], row[1], row[2], row[3]) for row in rows]
 
     def apply_run_states(
-        self, checked: Sequence[RunCheck], states: dict[str, EventStatus]
+        self,
+        checked: Sequence[RunCheck],
+        states: dict[str, EventStatus],
+        errors: dict[str, str] | None = None,
     ) -> int:
         """Store the statuses read from Prefect and note when each event was checked.
 
         Args:
             checked: The events whose runs were read.
             states: New status per flow run id, only for runs whose status changed.
+            errors: The run's state name and message per flow run id, such as
+                "Failed: Flow run encountered an exception: ...". It is stored as
+                `last_error` (cut to `MAX_RUN_ERROR_LENGTH` characters) when the
+                new status is failed, crashed or cancelled. Without an entry, such
+                an event gets its state name ("Failed") as `last_error`.
 
         Returns:
             How many events changed status.
@@ -875,8 +897,15 @@ class Inbox:
             for check in checked:
                 status = states.get(check.flow_run_id)
                 values: dict[str, Any] = {"run_checked_at": now}
+                replay_values: dict[str, Any] = {}
                 if status is not None:
                     values.update(status=status.value, updated_at=now)
+                    replay_values.update(status=status.value, updated_at=now)
+                if status in UNSUCCESSFUL_RUN_STATUSES:
+                    error = (errors or {}).get(check.flow_run_id)
+                    error = _truncate_error(error or status.value.capitalize())
+                    values["last_error"] = error
+                    replay_values["last_error"] = error
                 result = connection.execute(
                     events_table.update()
                     .where(
@@ -893,7 +922,7 @@ class Inbox:
                 connection.execute(
                     replays_table.update()
                     .where(replays_table.c.flow_run_id == check.flow_run_id)
-                    .values(status=status.value, updated_at=now)
+                    .values(**replay_values)
                 )
         return changed
 

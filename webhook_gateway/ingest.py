@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -109,13 +110,19 @@ def accept_delivery(
         fallback_id = context.get("event_id", body_digest)
         accepted = store(fallback_id, EventStatus.REJECTED, error=str(exc))
         raise TemplateError(
-            f"template {exc.template!r} failed: {exc.detail}; fix the route's "
-            "templates, then replay the event",
+            f"template {exc.template!r} failed: {exc.detail}; {_template_fix(exc)}",
             template=exc.template,
             id=accepted.event.id,
             event_id=fallback_id,
         ) from exc
     return store(event_id, EventStatus.RECEIVED, parameters)
+
+
+def _template_fix(error: TemplateRenderError) -> str:
+    if error.template == "event_id":
+        # NOTE: a replay keeps the body-digest id the event was stored under.
+        return "once that is fixed, replay the event"
+    return "fix the route's templates, then replay the event"
 
 
 def _event_id(
@@ -124,12 +131,33 @@ def _event_id(
     if template is None:
         return scheme_id or ""
     rendered = render_value(template, context, name="event_id")
+    # bool is a subclass of int, but True is no id.
+    if rendered is not None and (
+        isinstance(rendered, bool) or not isinstance(rendered, str | int)
+    ):
+        raise TemplateRenderError(
+            "event_id",
+            f"the template rendered a {type(rendered).__name__}, but an event id "
+            "must be a string or an integer, so the route's event_id template must "
+            "select such a field",
+        )
     if rendered is None or str(rendered).strip() == "":
         raise TemplateRenderError("event_id", "the template rendered an empty id")
     event_id = str(rendered).strip()
+    for position, character in enumerate(event_id):
+        if unicodedata.category(character) == "Cc":
+            raise TemplateRenderError(
+                "event_id",
+                f"the event id contains the control character {character!r} at "
+                f"position {position}; the sender's id or the route's event_id "
+                "template must produce an id without control characters",
+            )
     if len(event_id) > MAX_EVENT_ID_LENGTH:
         raise TemplateRenderError(
-            "event_id", f"the id is longer than {MAX_EVENT_ID_LENGTH} characters"
+            "event_id",
+            f"the event id is {len(event_id)} characters long, longer than the "
+            f"{MAX_EVENT_ID_LENGTH} allowed; the sender's id or the route's "
+            "event_id template must produce a shorter one",
         )
     return event_id
 

@@ -175,6 +175,44 @@ def test_admin_lists_and_pages(client: TestClient) -> None:
     assert bad_cursor.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            {"limit": "100000"},
+            "query parameter 'limit' must be at most 500, got 100000",
+        ),
+        ({"limit": "0"}, "query parameter 'limit' must be at least 1, got 0"),
+        ({"limit": "ten"}, "query parameter 'limit' must be an integer, got 'ten'"),
+        ({"since": "yesterday"}, "query parameter 'since' must be an ISO 8601"),
+        ({"since": "yesterday"}, "got 'yesterday'"),
+    ],
+)
+def test_admin_invalid_query_json(
+    client: TestClient, params: dict[str, str], expected: str
+) -> None:
+    answer = _admin(client, "GET", "/admin/events", params=params)
+
+    assert answer.status_code == 400
+    assert set(answer.json()) == {"error", "message"}
+    assert answer.json()["error"] == "invalid_query"
+    assert expected in answer.json()["message"]
+
+
+def test_admin_invalid_status_rejected(client: TestClient) -> None:
+    answer = _admin(
+        client, "GET", "/admin/events", params={"status": ["failed", "bogus"]}
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_query"
+    message = answer.json()["message"]
+    assert "['bogus']" in message
+    assert "'failed'" not in message
+    for status in EventStatus:
+        assert status.value in message
+
+
 def test_admin_event_detail(client: TestClient) -> None:
     id = _deliver(client, f"detail-{uuid.uuid4().hex[:6]}").json()["id"]
     run_id = _fail_run(client, id)

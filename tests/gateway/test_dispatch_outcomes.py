@@ -130,10 +130,13 @@ def _wait_status(url: str, id: str, status: str) -> dict[str, Any]:
     )
 
 
-def _set_state(api_url: str, flow_run_id: str, state_type: str) -> None:
+def _set_state(
+    api_url: str, flow_run_id: str, state_type: str, message: str | None = None
+) -> None:
+    state = {"type": state_type, "name": state_type.title(), "message": message}
     response = httpx.post(
         f"{api_url}/flow_runs/{flow_run_id}/set_state",
-        json={"state": {"type": state_type, "name": state_type.title()}, "force": True},
+        json={"state": state, "force": True},
         timeout=10,
     )
     response.raise_for_status()
@@ -164,17 +167,21 @@ def test_replay_creates_linked_run(outcomes: dict[str, Any]) -> None:
     event_id = uuid.uuid4().hex
     accepted = _deliver(url, "plain", {"id": event_id, "count": 2})
     original = _wait_status(url, accepted["id"], "dispatched")["flow_run_id"]
-    _set_state(api_url, original, "FAILED")
+    _set_state(api_url, original, "FAILED", "Flow run encountered an exception: boom")
     _wait_status(url, accepted["id"], "failed")
+    failed = httpx.get(f"{url}/events/{accepted['id']}", timeout=10).json()
 
     first = _admin(url, "POST", f"/events/{accepted['id']}/replay")
     after_first = _wait_status(url, accepted["id"], "dispatched")
     _set_state(api_url, after_first["latest_flow_run_id"], "CRASHED")
-    _wait_status(url, accepted["id"], "crashed")
+    crashed = _wait_status(url, accepted["id"], "crashed")
     second = _admin(url, "POST", f"/admin/events/{accepted['id']}/replay")
     detail = _wait_status(url, accepted["id"], "dispatched")
     runs = runs_by_key(api_url, outcomes["plain_id"])
 
+    assert failed["last_error"] == "Failed: Flow run encountered an exception: boom"
+    assert after_first["last_error"] is None
+    assert crashed["last_error"] == "Crashed"
     assert first.status_code == 202
     assert second.status_code == 202
     key = f"plain:{event_id}"

@@ -17,6 +17,7 @@ from webhook_gateway.errors import (
     ReplayConflictError,
 )
 from webhook_gateway.inbox import (
+    MAX_RUN_ERROR_LENGTH,
     EventQuery,
     EventStatus,
     Inbox,
@@ -213,6 +214,68 @@ def test_inbox_replay_lifecycle(inbox: Inbox, route: str) -> None:
         (None, "created"),
         (1, "created"),
     ]
+
+
+def test_inbox_run_states_keep_error(inbox: Inbox, route: str) -> None:
+    ids = {name: _record(inbox, route, name) for name in ("f", "c", "x", "ok")}
+    _claim_all(inbox, "test", route)
+    runs = {name: _dispatch(inbox, id) for name, id in ids.items()}
+    checks = [
+        RunCheck(ids[name], route, runs[name], EventStatus.DISPATCHED.value)
+        for name in ids
+    ]
+    failed = (
+        "Failed: Flow run encountered an exception: "
+        "InvalidFeedbackError: text: Field required"
+    )
+    crashed = "Crashed: " + "x" * (MAX_RUN_ERROR_LENGTH * 2)
+    states = {
+        runs["f"]: EventStatus.FAILED,
+        runs["c"]: EventStatus.CRASHED,
+        runs["x"]: EventStatus.CANCELLED,
+        runs["ok"]: EventStatus.COMPLETED,
+    }
+    errors = {runs["f"]: failed, runs["c"]: crashed, runs["ok"]: "Completed"}
+
+    changed = inbox.apply_run_states(checks, states, errors)
+
+    events = {name: inbox.get(id) for name, id in ids.items()}
+    assert changed == 4
+    assert events["f"] is not None
+    assert events["f"].status == "failed"
+    assert events["f"].last_error == failed
+    assert events["c"] is not None
+    assert events["c"].last_error is not None
+    assert len(events["c"].last_error) == MAX_RUN_ERROR_LENGTH
+    assert events["c"].last_error.startswith("Crashed: xxx")
+    assert events["x"] is not None
+    assert events["x"].last_error == "Cancelled"
+    assert events["ok"] is not None
+    assert events["ok"].last_error is None
+
+
+def test_inbox_failed_replay_keeps_error(inbox: Inbox, route: str) -> None:
+    id = _record(inbox, route, "e1")
+    _claim_all(inbox, "test", route)
+    _finish(inbox, id, _dispatch(inbox, id), EventStatus.COMPLETED)
+    replay = inbox.request_replay(id)
+    inbox.claim_due_replays(owner="test", limit=500, lease_seconds=60)
+    replay_run = str(uuid.uuid4())
+    assert inbox.mark_dispatched(
+        id, owner="test", flow_run_id=replay_run, replay_id=replay.id
+    )
+    check = RunCheck(id, route, replay_run, EventStatus.DISPATCHED.value)
+
+    inbox.apply_run_states(
+        [check], {replay_run: EventStatus.FAILED}, {replay_run: "Failed: boom"}
+    )
+
+    event = inbox.get(id)
+    assert event is not None
+    assert event.last_error == "Failed: boom"
+    [stored] = inbox.list_replays(id)
+    assert stored.status == "failed"
+    assert stored.last_error == "Failed: boom"
 
 
 def test_inbox_replay_in_flight_conflict(inbox: Inbox, route: str) -> None:

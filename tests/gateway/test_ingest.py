@@ -193,6 +193,54 @@ def test_ingest_event_id_too_long(client: Any) -> None:
     response = _post(test_client, routes["long-id"], b'{"text": "x"}')
     assert response.status_code == 422
     assert response.json()["template"] == "event_id"
+    message = response.json()["message"]
+    assert "the event id is 300 characters long, longer than the 255 allowed" in (
+        message
+    )
+    assert "the sender's id or the route's event_id template" in message
+    assert "fix the route's templates" not in message
+
+
+@pytest.mark.parametrize(
+    ("sender_id", "expected"),
+    [
+        ({"a": 1}, "rendered a dict, but an event id must be a string"),
+        ([1, 2], "rendered a list,"),
+        (True, "rendered a bool,"),
+        (1.5, "rendered a float,"),
+        ("a\nb", "control character '\\n' at position 1"),
+        ("a\u0000b", "control character '\\x00' at position 1"),
+        ("tab\there", "control character '\\t' at position 3"),
+        ("del\u007f", "control character '\\x7f' at position 3"),
+    ],
+)
+def test_ingest_event_id_invalid_value(
+    client: Any, sender_id: Any, expected: str
+) -> None:
+    test_client, inbox, routes = client
+    body = json.dumps({"id": sender_id, "text": "t", "title": "x"}).encode()
+
+    response = _post(test_client, routes["strict"], body)
+
+    assert response.status_code == 422
+    answer = response.json()
+    assert answer["template"] == "event_id"
+    assert expected in answer["message"]
+    assert answer["event_id"].startswith("sha256:")
+    event = inbox.get(answer["id"])
+    assert event is not None
+    assert event.status == "rejected"
+    assert expected in (event.last_error or "")
+
+
+def test_ingest_event_id_integer(client: Any) -> None:
+    test_client, _, routes = client
+    body = b'{"id": 42, "text": "t", "title": "x"}'
+
+    response = _post(test_client, routes["strict"], body)
+
+    assert response.status_code == 202
+    assert response.json()["event_id"] == "42"
 
 
 def test_ingest_parameters_not_json(client: Any) -> None:
@@ -405,7 +453,7 @@ def test_ingest_unknown_route(client: Any) -> None:
 
 
 def test_ingest_get_rejected_for_post_scheme(client: Any) -> None:
-    test_client, inbox, routes = client
+    test_client, inbox, _ = client
     before = inbox.count_by_status()
 
     response = test_client.get("/hooks/github")
@@ -416,3 +464,26 @@ def test_ingest_get_rejected_for_post_scheme(client: Any) -> None:
     assert body["allowed"] == ["POST"]
     assert "POST" in body["message"]
     assert inbox.count_by_status() == before
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_ingest_wrong_method_json(client: Any, method: str) -> None:
+    test_client, _, _ = client
+    response = test_client.request(method, "/hooks/x")
+    assert response.status_code == 405
+    answer = response.json()
+    assert set(answer) == {"error", "message"}
+    assert answer["error"] == "method_not_allowed"
+    # Starlette lists the allowed methods in no fixed order.
+    message, allowed = answer["message"].split("; use one of: ")
+    assert message == f"method {method} is not allowed on '/hooks/x'"
+    assert sorted(allowed.split(", ")) == ["GET", "POST"]
+    assert sorted(response.headers["allow"].split(", ")) == ["GET", "POST"]
+
+
+def test_ingest_unknown_path_json(client: Any) -> None:
+    test_client, _, _ = client
+    response = test_client.post("/hook/typo")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+    assert "'/hook/typo'" in response.json()["message"]
