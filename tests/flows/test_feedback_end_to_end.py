@@ -24,6 +24,8 @@ from tests.servers.openai_server import OpenAIServer, ScriptedReply
 from tests.support.processes import GatewayProcess, ServedFlowsProcess, wait_until
 from webhook_gateway.verification.hmac import HmacVerifier
 
+LOG_WAIT_SECONDS = 60
+
 HMAC_SECRET = "e2e feedback hmac secret"
 FEISHU_SECRET = "e2e feishu signing secret"
 LLM_MODEL = "openai/feedback-test-model"
@@ -261,13 +263,25 @@ def _feishu_texts_for(feishu_server: FeishuBotServer, event_id: str) -> list[str
 
 
 def _run_logs(api_url: str, flow_run_id: str) -> list[str]:
-    response = httpx.post(
-        f"{api_url}/logs/filter",
-        json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return [entry["message"] for entry in response.json()]
+    """Return a finished run's log messages, once the engine's last line arrived.
+
+    The run's process ships its logs in batches and may send the last ones after
+    the run is already Completed, so the test waits for the closing line.
+    """
+
+    def read_logs() -> list[str] | None:
+        response = httpx.post(
+            f"{api_url}/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200},
+            timeout=10,
+        )
+        response.raise_for_status()
+        messages = [entry["message"] for entry in response.json()]
+        if any("Finished in state" in message for message in messages):
+            return messages
+        return None
+
+    return wait_until(read_logs, LOG_WAIT_SECONDS, interval=0.5)
 
 
 def _run_artifacts(api_url: str, flow_run_id: str) -> list[dict[str, Any]]:
