@@ -181,7 +181,7 @@ def _prefill_inbox(database_url: str, count: int) -> None:
     from webhook_gateway.inbox import EventStatus, Inbox, create_inbox_engine
 
     inbox = Inbox(create_inbox_engine(database_url))
-    inbox.create_schema()
+    inbox.upgrade_schema()
     tag = uuid.uuid4().hex[:12]
     try:
         for number in range(count):

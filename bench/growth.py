@@ -88,7 +88,7 @@ def seed_events(database_url: str, start: int, count: int) -> float:
     from webhook_gateway.inbox import Inbox, create_inbox_engine, events_table
 
     inbox = Inbox(create_inbox_engine(database_url))
-    inbox.create_schema()
+    inbox.upgrade_schema()
     columns = {column.name for column in events_table.columns}
     now = datetime.now(UTC)
     missing = {

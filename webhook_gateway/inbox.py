@@ -499,12 +499,6 @@ class Inbox:
 
         upgrade_database(self.engine)
 
-    def create_schema(self) -> None:
-        """Create or upgrade the tables; kept for callers of the first version."""
-        self.upgrade_schema()
-
-    # -- receiving -------------------------------------------------------------
-
     def record_event(
         self,
         *,
@@ -841,15 +835,6 @@ class Inbox:
 
     # -- run state ---------------------------------------------------------------------
 
-    def set_status(self, id: str, status: EventStatus) -> None:
-        """Store the state of an event's flow run."""
-        with self.begin() as connection:
-            connection.execute(
-                events_table.update()
-                .where(events_table.c.id == id)
-                .values(status=status.value, updated_at=_utcnow())
-            )
-
     def list_runs_to_check(self, *, limit: int) -> list[RunCheck]:
         """Return events with a run in flight, the least recently checked first."""
         table = events_table
@@ -925,20 +910,6 @@ class Inbox:
                     .values(**replay_values)
                 )
         return changed
-
-    def list_active(self, *, statuses: Sequence[str], limit: int) -> list[EventRecord]:
-        """Return events in the given statuses, least recently updated first."""
-        table = events_table
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(table)
-                .where(table.c.status.in_(list(statuses)))
-                .order_by(table.c.updated_at)
-                .limit(limit)
-            ).all()
-        return [_record_from_row(row) for row in rows]
-
-    # -- replays -------------------------------------------------------------------------
 
     def request_replay(
         self,
