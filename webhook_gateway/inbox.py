@@ -499,6 +499,8 @@ class Inbox:
 
         upgrade_database(self.engine)
 
+    # -- receiving -------------------------------------------------------------
+
     def record_event(
         self,
         *,
@@ -910,6 +912,8 @@ class Inbox:
                     .values(**replay_values)
                 )
         return changed
+
+    # -- replays -------------------------------------------------------------------------
 
     def request_replay(
         self,
