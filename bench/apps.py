@@ -24,7 +24,7 @@ def create_gateway_app() -> FastAPI:
 
 
 def create_bare_app() -> FastAPI:
-    """Build the baseline: read the body and answer 202, with no check or storage."""
+    """Build the baseline: read the body and respond 202, with no check or storage."""
     app = FastAPI(title="bare baseline")
 
     @app.post("/hooks/{route}", status_code=202)

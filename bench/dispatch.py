@@ -79,7 +79,8 @@ def prefect_server(directory: Path) -> tuple[ServerProcess, str, str | None]:
     """Return a Prefect server process, its API URL and its PostgreSQL URL (or None).
 
     The database is a fresh PostgreSQL one when the local server is reachable,
-    because Prefect on SQLite answers 503 under concurrent run creation; else SQLite.
+    because Prefect on SQLite returns 503 under concurrent run creation. Otherwise
+    the server keeps SQLite.
     """
     from tests.support.postgres import create_postgres_database
 

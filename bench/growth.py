@@ -3,8 +3,8 @@
     uv run python -m bench.growth            # full: 0, 100,000 and 1,000,000 events
     uv run python -m bench.growth --quick    # smoke run: 0 and 20,000 events
 
-For each backend one fresh inbox grows step by step: rows are bulk-inserted with
-SQLAlchemy executemany (not through HTTP), then a fresh gateway process with the
+For each backend one fresh inbox grows step by step. Rows are bulk-inserted with
+SQLAlchemy executemany (not through HTTP). Then a fresh gateway process with the
 dispatcher off takes wrk load at a fixed connection count while its resident
 memory is sampled. Results go to bench/results/growth.json.
 """

@@ -36,7 +36,7 @@ GROWTH_TOLERANCE = 0.15
 
 
 # Frames on every stack (process start, event loop, worker threads), left out of
-# the profile tables because they say nothing about where the time goes.
+# the profile tables because they show nothing about where the time goes.
 _BOILERPLATE_FRAMES = (
     "<frozen runpy>",
     "<module>",

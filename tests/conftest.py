@@ -55,7 +55,7 @@ def session_home() -> Path:
 def prefect_server(session_home: Path) -> Iterator[PrefectServerProcess]:
     """The session's Prefect server, on PostgreSQL when one is reachable.
 
-    Under the load tests, Prefect on SQLite answers 503 "database is locked", so
+    Under the load tests, Prefect on SQLite returns 503 "database is locked", so
     the suite uses the local PostgreSQL when it can and SQLite otherwise.
     """
     database_url = create_postgres_database()

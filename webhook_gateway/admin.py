@@ -1,9 +1,9 @@
 """The admin API: list, inspect and replay events, list routes.
 
 Every endpoint here requires the `X-Admin-Token` header, compared in constant time
-with `WEBHOOK_GATEWAY_ADMIN_TOKEN`. Without a configured token the admin API answers
-503 and stays closed. Request bodies are parsed inside the handlers, after the token
-check, so that no request without the token gets a validation answer either.
+with `WEBHOOK_GATEWAY_ADMIN_TOKEN`. Without a configured token the admin API responds
+with 503 and stays closed. Request bodies are parsed inside the handlers, after the token
+check, so that no request without the token gets a validation error either.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class ReplayRequest(BaseModel):
 
 
 class BulkReplayRequest(BaseModel):
-    """Which events to replay in one request."""
+    """Filter that selects the events one bulk replay request replays."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -101,7 +101,10 @@ class BulkReplayRequest(BaseModel):
         default=None, description="Only events received before this time."
     )
     limit: int = Field(
-        default=100, ge=1, le=MAX_BULK_REPLAYS, description="Most events to replay."
+        default=100,
+        ge=1,
+        le=MAX_BULK_REPLAYS,
+        description="Maximum number of events to replay.",
     )
     max_replays: int | None = Field(
         default=None,

@@ -475,7 +475,8 @@ def _ensure_demo_secrets(home: Path) -> list[str]:
     return notes
 
 
-# What each flow block replaces: (block class path, block name, embedded default).
+# Flow blocks and the embedded default each one replaces:
+# (block class path, block name, embedded default).
 _FLOW_BLOCKS = (
     ("blocks.database:MySQLCredentials", "records-db", "records in SQLite"),
     ("blocks.llm:LLMCredentials", "llm", "offline rule parser and sentiment analyzer"),

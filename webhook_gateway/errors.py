@@ -1,4 +1,4 @@
-"""Errors the gateway answers with, each carrying its HTTP status.
+"""Errors the gateway responds with, each carrying its HTTP status.
 
 GatewayError
 ├── RouteNotFoundError      404
@@ -40,7 +40,7 @@ __all__ = [
 
 
 class GatewayError(Exception):
-    """An error answered with `status_code` and a JSON body."""
+    """An error sent as a response with `status_code` and a JSON body."""
 
     status_code = 500
     error = "internal_error"

@@ -204,9 +204,9 @@ replays_table = sa.Table(
 class EventRecord:
     """One stored event, as read from the inbox.
 
-    `flow_run_id` is the run of the first dispatch (key `<route>:<event id>`);
-    `latest_flow_run_id` is the run whose state `status` shows, which is the newest
-    replay's run once the event has been replayed.
+    `flow_run_id` is the run of the first dispatch (key `<route>:<event id>`).
+    `latest_flow_run_id` is the run whose state `status` shows. Once the event has
+    been replayed, that is the newest replay's run.
     """
 
     id: str

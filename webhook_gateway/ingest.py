@@ -60,7 +60,7 @@ def accept_delivery(
         ) from exc
     if verified.handshake is not None:
         logger.info(
-            "route %s: answered a %s handshake", route.name, route.config.scheme
+            "route %s: responded to a %s handshake", route.name, route.config.scheme
         )
         return verified.handshake
 

@@ -20,7 +20,7 @@ __all__ = ["GatewayMetrics", "InboxCollector"]
 
 logger = logging.getLogger(__name__)
 
-# Dispatch latency covers the sender's answer, the dispatcher's poll interval and
+# Dispatch latency covers the response to the sender, the dispatcher's poll interval and
 # the run creation, so the buckets reach from tens of milliseconds to an outage.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 

@@ -1,4 +1,4 @@
-"""What one running gateway holds: settings, routes, inbox, dispatcher, metrics."""
+"""Runtime objects of one running gateway: settings, routes, inbox, dispatcher, metrics."""
 
 from __future__ import annotations
 

@@ -67,12 +67,12 @@ class NoticeDeliveryError(Exception):
 
 
 class NoticeChannelUnavailableError(NoticeDeliveryError):
-    """The channel failed or did not answer in time, so a retry may succeed."""
+    """The channel failed or timed out, so a retry may succeed."""
 
 
 @runtime_checkable
 class NoticeChannel(Protocol):
-    """Where approved notices go."""
+    """Destination of approved notices."""
 
     name: str
     description: str
@@ -158,7 +158,7 @@ class EmailChannel:
             ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             raise NoticeDeliveryError(
-                f"SMTP server {server} refused recipient {recipient!r} of the notice "
+                f"SMTP server {server} rejected recipient {recipient!r} of the notice "
                 f"for order {notice.order_id!r}: {exc.recipients!r}."
             ) from exc
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
@@ -203,7 +203,7 @@ class ChatWebhookChannel:
             NoticeChannelUnavailableError: Timeout, connection failure, 5xx or 429.
         """
         content = f"{notice.subject}\n\n{text}"
-        # The URL holds the bot's token, so messages name only the host.
+        # The URL contains the bot's token, so messages name only the host.
         host = httpx.URL(self._credentials.url.get_secret_value()).host
         try:
             with self._credentials.get_client() as client:
@@ -215,7 +215,7 @@ class ChatWebhookChannel:
             ) from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise NoticeChannelUnavailableError(
-                f"Chat webhook at {host!r} answered HTTP {response.status_code}; "
+                f"Chat webhook at {host!r} responded with HTTP {response.status_code}; "
                 "the task retries it."
             )
         if response.status_code >= 400:

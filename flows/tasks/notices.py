@@ -310,7 +310,7 @@ def draft_customer_notices(
     """Draft a notice for each order that has none yet, and store it as "draft".
 
     Orders with a stored notice keep it, whatever its status, so a rerun never
-    drafts again or forgets a decision.
+    drafts again or loses a decision.
 
     Returns:
         The notices of all `orders`, sorted by order id.

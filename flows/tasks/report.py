@@ -1,4 +1,4 @@
-"""What a supply-chain delay run shows in Prefect: a Markdown artifact and events."""
+"""Markdown artifact and Prefect events of a supply-chain delay run."""
 
 from __future__ import annotations
 

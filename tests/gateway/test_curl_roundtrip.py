@@ -242,7 +242,7 @@ def test_chunked_body_over_limit(gateway: RunningGateway) -> None:
             + chunk
             + b"\r\n"
         )
-        # The terminating chunk is never sent, so only an answer given before the
+        # The terminating chunk is never sent, so only a response sent before the
         # body is complete can arrive here.
         response = b""
         while b"\r\n\r\n" not in response:

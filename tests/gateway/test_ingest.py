@@ -1,4 +1,4 @@
-"""Tests for accepting deliveries through the real app: verify, parse, store, answer."""
+"""Tests for accepting deliveries through the real app: verify, parse, store, respond."""
 
 from __future__ import annotations
 

@@ -43,8 +43,8 @@ class Fault:
 
     `kind="status"` responds with `status` and `body`. With `after_handling=True` the
     request is processed first (e.g. an issue is created) and only the response
-    is replaced. `kind="hang"` holds the connection open for `hang_seconds`
-    without answering, then closes it.
+    is replaced. `kind="hang"` keeps the connection open for `hang_seconds`
+    without responding, then closes it.
     """
 
     kind: Literal["status", "hang"]

@@ -1,6 +1,6 @@
 """Throwaway PostgreSQL databases for a Prefect server under test or benchmark.
 
-Prefect on SQLite answers 503 "database is locked" once several clients create
+Prefect on SQLite returns 503 "database is locked" once several clients create
 runs at the same time, so tests and benchmarks use the local PostgreSQL when one
 is reachable.
 """

@@ -34,7 +34,7 @@ _DECIMAL = re.compile(r"[0-9]{1,16}")
 
 @dataclass(frozen=True)
 class Delivery:
-    """An inbound HTTP request as a scheme sees it.
+    """An inbound HTTP request, as passed to a scheme.
 
     Header names are lower-cased by the caller, so schemes look them up in lower case.
     """
@@ -65,7 +65,7 @@ class Verified:
         body: The payload to store, decrypted where the scheme encrypts it.
         event_id: The delivery id carried by the scheme itself (for example
             `webhook-id`), or None when the route's event-id template decides.
-        handshake: Set when the request is a platform handshake to answer directly.
+        handshake: Set when the request is a platform handshake that gets a direct response.
         secret_headers: Lower-case names of headers that carry a credential (an API
             key) and must not be stored with the event.
     """
@@ -90,7 +90,7 @@ class VerificationError(Exception):
     """A delivery failed verification.
 
     Attributes:
-        reason: A stable code for metrics and the 401 answer, such as
+        reason: A stable code for metrics and the 401 response, such as
             `signature_mismatch`, `timestamp_expired` or `missing_header`.
         detail: A sentence for the log. It never contains a secret or a signature.
     """
