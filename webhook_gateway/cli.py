@@ -301,6 +301,9 @@ def _command_up(args: argparse.Namespace) -> int:
     children: list[subprocess.Popen[bytes]] = []
 
     def stop_children(*_args: object) -> None:
+        # `uv run` forwards the terminal's Ctrl+C, so a second SIGINT often follows
+        # the first. Ignoring it lets the ordered shutdown below finish.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Newest first: the runner and its flow-run processes stop while the Prefect
         # server is still up to record their final states, then the server stops.
         for child in reversed(children):
